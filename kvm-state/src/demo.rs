@@ -1,0 +1,649 @@
+//! A tiny 64-bit guest and the minimal VMM around it, used by the end-to-end tests, the
+//! example and the benchmarks to prove that a snapshot carries every piece of state a guest
+//! depends on.
+//!
+//! The host builds everything in guest memory itself (identity page tables, GDT, IDT) and
+//! starts the vCPU directly in long mode. The guest program runs in phases, each ending with
+//! an `out` of a 32-bit value to [`REPORT_PORT`], so a VMM can stop it after any phase:
+//!
+//! 1. reports [`START_MARKER`];
+//! 2. loads two 64-bit constants into `xmm0`/`xmm1` (`movq`) and 16 bytes of memory into
+//!    `xmm2` (`movdqu`), reports 1;
+//! 3. writes `IA32_KERNEL_GS_BASE` (an MSR only KVM's MSR list carries), reports 2;
+//! 4. enables the LAPIC, starts its periodic timer (vector 0x20, whose handler counts ticks
+//!    in memory and EOIs), `sti`, and `hlt`s until 5 ticks have happened, reports 3;
+//! 5. reports `xmm0`, `xmm1` and `xmm2` (as 32-bit halves/quarters) and the MSR;
+//! 6. `hlt`s until 10 ticks have happened, reports 5;
+//! 7. `cli`, reports [`DONE_MARKER`] to [`DONE_PORT`] and halts.
+//!
+//! The output is deterministic: the guest waits for a fixed number of ticks and never
+//! reports how many happened. It uses only instructions that KVM's instruction emulator
+//! handles (no SSE arithmetic), so it also runs on hosts without hardware virtualization.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kvm_bindings::{
+    kvm_pit_config, kvm_segment, kvm_userspace_memory_region, KVM_EXIT_INTERNAL_ERROR,
+    KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+
+use crate::error::{KvmStateError, Result};
+use crate::vcpu::{exit_name, VcpuCaps};
+
+/// Size of guest memory: 2 MiB at guest physical address 0.
+pub const MEM_SIZE: usize = 2 << 20;
+/// Port the guest reports 32-bit values to.
+pub const REPORT_PORT: u16 = 0x10;
+/// Port the exception stubs report `0xdead0000 | vector` to.
+pub const FAULT_PORT: u16 = 0x11;
+/// Port the guest writes [`DONE_MARKER`] to when it has finished.
+pub const DONE_PORT: u16 = 0x12;
+/// First value the guest reports ("RATS" read as little-endian bytes).
+pub const START_MARKER: u32 = 0x5354_4152;
+/// Value written to [`DONE_PORT`] ("DONE" as little-endian bytes).
+pub const DONE_MARKER: u32 = 0x454e_4f44;
+/// Value the guest writes to `IA32_KERNEL_GS_BASE` (canonical).
+pub const KERNEL_GS_BASE_VALUE: u64 = 0x0000_7654_89ab_cdef;
+/// Value loaded into `xmm0`.
+pub const XMM0_VALUE: u64 = 0x0123_4567_89ab_cdef;
+/// Value loaded into `xmm1`.
+pub const XMM1_VALUE: u64 = 0xfedc_ba98_7654_3210;
+/// The 16 bytes the guest loads into `xmm2`, as four little-endian words.
+pub const XMM2_VALUE: [u32; 4] = [0x1111_2222, 0x3333_4444, 0x5555_6666, 0x7777_8888];
+/// Default limit on how long one run call may take before it fails.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+// Guest physical memory layout (identity mapped).
+const PML4: u64 = 0x1000;
+const PDPT: u64 = 0x2000;
+const PD_LOW: u64 = 0x3000;
+const PD_APIC: u64 = 0x4000;
+const GDT: u64 = 0x5000;
+const TSS: u64 = 0x5800;
+const IDT: u64 = 0x6000;
+const STUBS: u64 = 0x7000;
+const CODE: u64 = 0x8000;
+const TICKS: u64 = 0x1_0000;
+const XMM2_DATA: u64 = 0x1_0010;
+const STACK_TOP: u64 = 0x2_0000;
+const LAPIC_BASE: u64 = 0xfee0_0000;
+
+// Offsets of the handlers inside `GUEST_CODE`.
+const TIMER_HANDLER: u64 = 0x102;
+const SPURIOUS_HANDLER: u64 = 0x118;
+const TIMER_VECTOR: usize = 0x20;
+const SPURIOUS_VECTOR: usize = 0xff;
+
+/// The guest program, loaded at `CODE` (0x8000). Offsets on the left.
+#[rustfmt::skip]
+const GUEST_CODE: &[u8] = &[
+    // --- phase 1: start
+    0xb8, 0x52, 0x41, 0x54, 0x53,                   // 000: mov eax, START_MARKER
+    0xe7, 0x10,                                     // 005: out 0x10, eax
+    // --- phase 2: XMM registers
+    0x48, 0xb8, 0xef, 0xcd, 0xab, 0x89, 0x67, 0x45, 0x23, 0x01, // 007: movabs rax, XMM0_VALUE
+    0x66, 0x48, 0x0f, 0x6e, 0xc0,                   // 011: movq xmm0, rax
+    0x48, 0xb8, 0x10, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe, // 016: movabs rax, XMM1_VALUE
+    0x66, 0x48, 0x0f, 0x6e, 0xc8,                   // 020: movq xmm1, rax
+    0xf3, 0x0f, 0x6f, 0x14, 0x25, 0x10, 0x00, 0x01, 0x00, // 025: movdqu xmm2, [0x10010]
+    0xb8, 0x01, 0x00, 0x00, 0x00,                   // 02e: mov eax, 1
+    0xe7, 0x10,                                     // 033: out 0x10, eax
+    // --- phase 3: IA32_KERNEL_GS_BASE
+    0xb9, 0x02, 0x01, 0x00, 0xc0,                   // 035: mov ecx, 0xc0000102
+    0xb8, 0xef, 0xcd, 0xab, 0x89,                   // 03a: mov eax, 0x89abcdef
+    0xba, 0x54, 0x76, 0x00, 0x00,                   // 03f: mov edx, 0x7654
+    0x0f, 0x30,                                     // 044: wrmsr
+    0x31, 0xc0,                                     // 046: xor eax, eax
+    0x31, 0xd2,                                     // 048: xor edx, edx
+    0xb8, 0x02, 0x00, 0x00, 0x00,                   // 04a: mov eax, 2
+    0xe7, 0x10,                                     // 04f: out 0x10, eax
+    // --- phase 4: LAPIC timer, wait for 5 ticks
+    0xbb, 0x00, 0x00, 0xe0, 0xfe,                   // 051: mov ebx, 0xfee00000 (LAPIC)
+    0xc7, 0x83, 0xf0, 0x00, 0x00, 0x00, 0xff, 0x01, 0x00, 0x00, // 056: mov dword [rbx+0xf0], 0x1ff (SVR: enable, spurious 0xff)
+    0xc7, 0x83, 0xe0, 0x03, 0x00, 0x00, 0x0b, 0x00, 0x00, 0x00, // 060: mov dword [rbx+0x3e0], 0xb (divide by 1)
+    0xc7, 0x83, 0x20, 0x03, 0x00, 0x00, 0x20, 0x00, 0x02, 0x00, // 06a: mov dword [rbx+0x320], 0x20020 (LVT timer: periodic, vector 0x20)
+    0xc7, 0x83, 0x80, 0x03, 0x00, 0x00, 0xa0, 0x86, 0x01, 0x00, // 074: mov dword [rbx+0x380], 100000 (initial count: 100 us)
+    0xfb,                                           // 07e: sti
+    0xf4,                                           // 07f: wait1: hlt
+    0x83, 0x3c, 0x25, 0x00, 0x00, 0x01, 0x00, 0x05, // 080: cmp dword [0x10000], 5
+    0x72, 0xf5,                                     // 088: jb wait1
+    0xb8, 0x03, 0x00, 0x00, 0x00,                   // 08a: mov eax, 3
+    0xe7, 0x10,                                     // 08f: out 0x10, eax
+    // --- phase 5: report the XMM registers and the MSR
+    0x66, 0x48, 0x0f, 0x7e, 0xc0,                   // 091: movq rax, xmm0
+    0xe7, 0x10,                                     // 096: out 0x10, eax
+    0x48, 0xc1, 0xe8, 0x20,                         // 098: shr rax, 32
+    0xe7, 0x10,                                     // 09c: out 0x10, eax
+    0x66, 0x48, 0x0f, 0x7e, 0xc8,                   // 09e: movq rax, xmm1
+    0xe7, 0x10,                                     // 0a3: out 0x10, eax
+    0x48, 0xc1, 0xe8, 0x20,                         // 0a5: shr rax, 32
+    0xe7, 0x10,                                     // 0a9: out 0x10, eax
+    0xf3, 0x0f, 0x7f, 0x14, 0x25, 0x20, 0x00, 0x01, 0x00, // 0ab: movdqu [0x10020], xmm2
+    0x8b, 0x04, 0x25, 0x20, 0x00, 0x01, 0x00,       // 0b4: mov eax, [0x10020]
+    0xe7, 0x10,                                     // 0bb: out 0x10, eax
+    0x8b, 0x04, 0x25, 0x24, 0x00, 0x01, 0x00,       // 0bd: mov eax, [0x10024]
+    0xe7, 0x10,                                     // 0c4: out 0x10, eax
+    0x8b, 0x04, 0x25, 0x28, 0x00, 0x01, 0x00,       // 0c6: mov eax, [0x10028]
+    0xe7, 0x10,                                     // 0cd: out 0x10, eax
+    0x8b, 0x04, 0x25, 0x2c, 0x00, 0x01, 0x00,       // 0cf: mov eax, [0x1002c]
+    0xe7, 0x10,                                     // 0d6: out 0x10, eax
+    0xb9, 0x02, 0x01, 0x00, 0xc0,                   // 0d8: mov ecx, 0xc0000102
+    0x0f, 0x32,                                     // 0dd: rdmsr
+    0xe7, 0x10,                                     // 0df: out 0x10, eax
+    0x89, 0xd0,                                     // 0e1: mov eax, edx
+    0xe7, 0x10,                                     // 0e3: out 0x10, eax
+    // --- phase 6: wait for 10 ticks in all
+    0xf4,                                           // 0e5: wait2: hlt
+    0x83, 0x3c, 0x25, 0x00, 0x00, 0x01, 0x00, 0x0a, // 0e6: cmp dword [0x10000], 10
+    0x72, 0xf5,                                     // 0ee: jb wait2
+    0xb8, 0x05, 0x00, 0x00, 0x00,                   // 0f0: mov eax, 5
+    0xe7, 0x10,                                     // 0f5: out 0x10, eax
+    // --- phase 7: done
+    0xfa,                                           // 0f7: cli
+    0xb8, 0x44, 0x4f, 0x4e, 0x45,                   // 0f8: mov eax, DONE_MARKER
+    0xe7, 0x12,                                     // 0fd: out 0x12, eax
+    0xf4,                                           // 0ff: done: hlt
+    0xeb, 0xfd,                                     // 100: jmp done
+    // --- LAPIC timer handler (vector 0x20)
+    0x50,                                           // 102: push rax
+    0xff, 0x04, 0x25, 0x00, 0x00, 0x01, 0x00,       // 103: inc dword [0x10000]
+    0xb8, 0xb0, 0x00, 0xe0, 0xfe,                   // 10a: mov eax, 0xfee000b0 (LAPIC EOI)
+    0xc7, 0x00, 0x00, 0x00, 0x00, 0x00,             // 10f: mov dword [rax], 0
+    0x58,                                           // 115: pop rax
+    0x48, 0xcf,                                     // 116: iretq
+    // --- spurious interrupt handler (vector 0xff)
+    0x48, 0xcf,                                     // 118: iretq
+];
+
+/// The values an uninterrupted run of the guest reports to [`REPORT_PORT`], in order.
+pub fn expected_output() -> Vec<u32> {
+    let mut out = vec![START_MARKER, 1, 2, 3];
+    for v in [XMM0_VALUE, XMM1_VALUE] {
+        out.push(v as u32);
+        out.push((v >> 32) as u32);
+    }
+    out.extend_from_slice(&XMM2_VALUE);
+    out.push(KERNEL_GS_BASE_VALUE as u32);
+    out.push((KERNEL_GS_BASE_VALUE >> 32) as u32);
+    out.push(5);
+    out
+}
+
+/// The exception stub for `vector`: report `0xdead0000 | vector` to [`FAULT_PORT`], halt.
+fn exception_stub(vector: u8) -> [u8; 10] {
+    [
+        0xb8, vector, 0x00, 0xad, 0xde, // mov eax, 0xdead0000 | vector
+        0xe7, 0x11, // out 0x11, eax
+        0xf4, // hlt
+        0xeb, 0xfd, // jmp back to hlt
+    ]
+}
+
+/// A 64-bit interrupt gate to `handler` in the code segment.
+fn idt_gate(handler: u64) -> [u8; 16] {
+    let mut g = [0u8; 16];
+    g[0..2].copy_from_slice(&(handler as u16).to_le_bytes());
+    g[2..4].copy_from_slice(&0x8u16.to_le_bytes()); // selector: code segment
+    g[4] = 0; // no IST
+    g[5] = 0x8e; // present, DPL 0, 64-bit interrupt gate
+    g[6..8].copy_from_slice(&((handler >> 16) as u16).to_le_bytes());
+    g[8..12].copy_from_slice(&((handler >> 32) as u32).to_le_bytes());
+    g
+}
+
+/// What a run of the guest stopped at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DemoExit {
+    /// The guest reported a value to [`REPORT_PORT`].
+    Report(u32),
+    /// The guest finished ([`DONE_MARKER`] written to [`DONE_PORT`]).
+    Done,
+}
+
+/// Anonymous host memory backing the guest, unmapped on drop.
+struct GuestMemory {
+    addr: *mut u8,
+    size: usize,
+}
+
+impl GuestMemory {
+    fn new(size: usize) -> Result<Self> {
+        // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches
+        // no existing memory; the result is checked for MAP_FAILED before use.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(KvmStateError::GuestMemory {
+                size,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(GuestMemory {
+            addr: addr.cast(),
+            size,
+        })
+    }
+
+    fn check(&self, offset: u64, len: usize) -> Result<usize> {
+        usize::try_from(offset)
+            .ok()
+            .filter(|&o| o.checked_add(len).is_some_and(|end| end <= self.size))
+            .ok_or(KvmStateError::GuestMemoryBounds { offset, len })
+    }
+}
+
+impl Drop for GuestMemory {
+    fn drop(&mut self) {
+        // SAFETY: `addr`/`size` are exactly the mapping created in `new`, unmapped only here;
+        // the VM using it has been dropped before (field order of `DemoVm`).
+        unsafe {
+            libc::munmap(self.addr.cast(), self.size);
+        }
+    }
+}
+
+/// A single-vCPU VM with an in-kernel irqchip and PIT and 2 MiB of memory, able to run the
+/// demo guest.
+pub struct DemoVm {
+    // Field order is drop order: the vCPU and VM go before the memory they use.
+    vcpu: VcpuFd,
+    vm: VmFd,
+    caps: VcpuCaps,
+    memory: GuestMemory,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for DemoVm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoVm")
+            .field("mem_size", &self.memory.size)
+            .field("caps", &self.caps)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DemoVm {
+    /// Opens `/dev/kvm` and creates the VM: irqchip, PIT, memory, and vCPU 0 with the CPUID
+    /// KVM supports. No guest is loaded (see [`DemoVm::load_guest`]).
+    ///
+    /// # Errors
+    ///
+    /// [`KvmStateError::Ioctl`] naming the ioctl that failed (`KVM_CREATE_VM` when `/dev/kvm`
+    /// cannot be opened), [`KvmStateError::GuestMemory`] if memory cannot be mapped.
+    pub fn new() -> Result<Self> {
+        let kvm = Kvm::new().map_err(KvmStateError::ioctl("KVM_CREATE_VM"))?;
+        Self::with_kvm(&kvm)
+    }
+
+    /// Like [`DemoVm::new`] with an already open `/dev/kvm`.
+    ///
+    /// # Errors
+    ///
+    /// As [`DemoVm::new`].
+    pub fn with_kvm(kvm: &Kvm) -> Result<Self> {
+        let vm = kvm
+            .create_vm()
+            .map_err(KvmStateError::ioctl("KVM_CREATE_VM"))?;
+        // Needed by VMX hosts for real-mode emulation; the address is above guest memory.
+        vm.set_tss_address(0xfffb_d000)
+            .map_err(KvmStateError::ioctl("KVM_SET_TSS_ADDR"))?;
+        vm.create_irq_chip()
+            .map_err(KvmStateError::ioctl("KVM_CREATE_IRQCHIP"))?;
+        vm.create_pit2(kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        })
+        .map_err(KvmStateError::ioctl("KVM_CREATE_PIT2"))?;
+        let memory = GuestMemory::new(MEM_SIZE)?;
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: MEM_SIZE as u64,
+            userspace_addr: memory.addr as u64,
+        };
+        // SAFETY: the region is exactly the live mapping `memory` (readable and writable,
+        // MEM_SIZE bytes), which is dropped only after `vm` (field order of `DemoVm`), so the
+        // kernel never accesses it after it is unmapped.
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(KvmStateError::ioctl("KVM_SET_USER_MEMORY_REGION"))?;
+        let vcpu = vm
+            .create_vcpu(0)
+            .map_err(KvmStateError::ioctl("KVM_CREATE_VCPU"))?;
+        let cpuid = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(KvmStateError::ioctl("KVM_GET_SUPPORTED_CPUID"))?;
+        vcpu.set_cpuid2(&cpuid)
+            .map_err(KvmStateError::ioctl("KVM_SET_CPUID2"))?;
+        let caps = VcpuCaps::new(kvm, &vm)?;
+        Ok(DemoVm {
+            vcpu,
+            vm,
+            caps,
+            memory,
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// The VM fd.
+    pub fn vm(&self) -> &VmFd {
+        &self.vm
+    }
+
+    /// The vCPU fd.
+    pub fn vcpu(&self) -> &VcpuFd {
+        &self.vcpu
+    }
+
+    /// The vCPU fd, mutably (to run it or to pause it with [`crate::pause_vcpu`]).
+    pub fn vcpu_mut(&mut self) -> &mut VcpuFd {
+        &mut self.vcpu
+    }
+
+    /// What this host's KVM offers for vCPU save/restore.
+    pub fn caps(&self) -> &VcpuCaps {
+        &self.caps
+    }
+
+    /// Sets how long one run call may take before it fails (default [`DEFAULT_TIMEOUT`]).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// A copy of all guest memory.
+    pub fn read_memory(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.memory.size];
+        // SAFETY: the mapping is valid for `size` bytes while `self` lives, `out` has the same
+        // length, and the guest cannot write concurrently: running the vCPU needs `&mut self`.
+        unsafe { std::ptr::copy_nonoverlapping(self.memory.addr, out.as_mut_ptr(), out.len()) };
+        out
+    }
+
+    /// Copies `data` into guest memory at guest physical address `offset`.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmStateError::GuestMemoryBounds`] if the range is outside guest memory.
+    pub fn write_memory(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        let start = self.memory.check(offset, data.len())?;
+        // SAFETY: `check` proved `start + data.len() <= size`, so the destination lies in the
+        // live mapping; `data` is a distinct host buffer; the vCPU is not running (`&mut self`).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.memory.addr.add(start),
+                data.len(),
+            )
+        };
+        Ok(())
+    }
+
+    /// Writes the guest (code, page tables, GDT, IDT, data) into memory and points the vCPU
+    /// at it in 64-bit long mode.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmStateError::Ioctl`] if reading or writing the vCPU registers fails.
+    pub fn load_guest(&mut self) -> Result<()> {
+        // Page tables: identity map the low 2 MiB and the 2 MiB page holding the LAPIC.
+        self.write_u64(PML4, PDPT | 0x3)?; // present, writable
+        self.write_u64(PDPT, PD_LOW | 0x3)?; // 0..1 GiB
+        self.write_u64(PDPT + 3 * 8, PD_APIC | 0x3)?; // 3..4 GiB
+        self.write_u64(PD_LOW, 0x83)?; // 2 MiB page at 0: present, writable, large
+        let apic_index = (LAPIC_BASE - 0xc000_0000) >> 21;
+        self.write_u64(PD_APIC + apic_index * 8, LAPIC_BASE | 0x9b)?; // + uncached
+
+        // GDT: null, 64-bit code (0x8), data (0x10), 64-bit TSS (0x18, 16 bytes).
+        self.write_u64(GDT, 0)?;
+        self.write_u64(GDT + 0x8, 0x00af_9b00_0000_ffff)?;
+        self.write_u64(GDT + 0x10, 0x00cf_9300_0000_ffff)?;
+        self.write_u64(GDT + 0x18, 0x0000_8b00_0000_0067 | (TSS << 16))?;
+        self.write_u64(GDT + 0x20, 0)?;
+
+        // IDT: a reporting stub for every vector, then the two real handlers.
+        for vector in 0..=255u8 {
+            let stub = STUBS + u64::from(vector) * 16;
+            self.write_memory(stub, &exception_stub(vector))?;
+            self.write_memory(IDT + u64::from(vector) * 16, &idt_gate(stub))?;
+        }
+        self.write_memory(
+            IDT + TIMER_VECTOR as u64 * 16,
+            &idt_gate(CODE + TIMER_HANDLER),
+        )?;
+        self.write_memory(
+            IDT + SPURIOUS_VECTOR as u64 * 16,
+            &idt_gate(CODE + SPURIOUS_HANDLER),
+        )?;
+
+        self.write_memory(CODE, GUEST_CODE)?;
+        self.write_memory(TICKS, &0u32.to_le_bytes())?;
+        let xmm2: Vec<u8> = XMM2_VALUE.iter().flat_map(|w| w.to_le_bytes()).collect();
+        self.write_memory(XMM2_DATA, &xmm2)?;
+
+        let mut sregs = self
+            .vcpu
+            .get_sregs()
+            .map_err(KvmStateError::ioctl("KVM_GET_SREGS"))?;
+        let code = kvm_segment {
+            base: 0,
+            limit: 0xffff_ffff,
+            selector: 0x8,
+            type_: 0xb, // execute/read, accessed
+            present: 1,
+            dpl: 0,
+            db: 0,
+            s: 1,
+            l: 1,
+            g: 1,
+            ..Default::default()
+        };
+        let data = kvm_segment {
+            selector: 0x10,
+            type_: 0x3, // read/write, accessed
+            db: 1,
+            l: 0,
+            ..code
+        };
+        sregs.cs = code;
+        sregs.ds = data;
+        sregs.es = data;
+        sregs.fs = data;
+        sregs.gs = data;
+        sregs.ss = data;
+        sregs.tr = kvm_segment {
+            base: TSS,
+            limit: 0x67,
+            selector: 0x18,
+            type_: 0xb, // busy 64-bit TSS
+            present: 1,
+            s: 0,
+            ..Default::default()
+        };
+        sregs.gdt.base = GDT;
+        sregs.gdt.limit = 0x27;
+        sregs.idt.base = IDT;
+        sregs.idt.limit = 256 * 16 - 1;
+        sregs.cr3 = PML4;
+        sregs.cr4 = 0x620; // PAE | OSFXSR | OSXMMEXCPT
+        sregs.cr0 = 0x8001_0033; // PG | WP | NE | ET | MP | PE
+        sregs.efer = 0x500; // LMA | LME
+        self.vcpu
+            .set_sregs(&sregs)
+            .map_err(KvmStateError::ioctl("KVM_SET_SREGS"))?;
+
+        let regs = kvm_bindings::kvm_regs {
+            rip: CODE,
+            rsp: STACK_TOP,
+            rflags: 0x2,
+            ..Default::default()
+        };
+        self.vcpu
+            .set_regs(&regs)
+            .map_err(KvmStateError::ioctl("KVM_SET_REGS"))?;
+        Ok(())
+    }
+
+    fn write_u64(&mut self, offset: u64, value: u64) -> Result<()> {
+        self.write_memory(offset, &value.to_le_bytes())
+    }
+
+    /// Runs the vCPU until the guest reports a value or finishes.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmStateError::Ioctl`] if `KVM_RUN` fails, [`KvmStateError::UnexpectedExit`] on a
+    /// guest exception, an exit the guest never causes, or when the timeout (see
+    /// [`DemoVm::set_timeout`]) expires.
+    pub fn run_until_report(&mut self) -> Result<DemoExit> {
+        let watchdog = Watchdog::start(self.timeout);
+        loop {
+            let outcome = match self.vcpu.run() {
+                Ok(VcpuExit::IoOut(port, data)) => {
+                    let mut word = [0u8; 4];
+                    let n = data.len().min(4);
+                    word[..n].copy_from_slice(&data[..n]);
+                    let value = u32::from_le_bytes(word);
+                    match port {
+                        REPORT_PORT => Ok(Some(DemoExit::Report(value))),
+                        DONE_PORT => Ok(Some(DemoExit::Done)),
+                        FAULT_PORT => Err(format!("guest exception, vector {:#x}", value & 0xff)),
+                        other => Err(format!("guest wrote {value:#x} to port {other:#x}")),
+                    }
+                }
+                Ok(VcpuExit::InternalError) => Err(String::new()),
+                Ok(exit) => Err(exit_name(&exit).to_string()),
+                Err(e) if e.errno() == libc::EINTR => Ok(None),
+                Err(source) => {
+                    return Err(KvmStateError::Ioctl {
+                        ioctl: "KVM_RUN",
+                        source,
+                    })
+                }
+            };
+            match outcome {
+                Ok(Some(exit)) => return Ok(exit),
+                Ok(None) if watchdog.expired() => {
+                    return Err(KvmStateError::UnexpectedExit(format!(
+                        "no report within {:?}",
+                        self.timeout
+                    )))
+                }
+                Ok(None) => continue,
+                Err(msg) if msg.is_empty() => return Err(self.internal_error()),
+                Err(msg) => return Err(KvmStateError::UnexpectedExit(msg)),
+            }
+        }
+    }
+
+    fn internal_error(&mut self) -> KvmStateError {
+        let run = self.vcpu.get_kvm_run();
+        let suberror = if run.exit_reason == KVM_EXIT_INTERNAL_ERROR {
+            // SAFETY: the exit reason says the kernel filled the `internal` member of the
+            // union; it is plain integers, valid for any bit pattern.
+            unsafe { run.__bindgen_anon_1.internal.suberror }
+        } else {
+            0
+        };
+        let rip = self.vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
+        KvmStateError::UnexpectedExit(format!(
+            "internal error, suberror {suberror}, rip {rip:#x}"
+        ))
+    }
+
+    /// Runs the vCPU until the guest finishes, returning every value it reported.
+    ///
+    /// # Errors
+    ///
+    /// As [`DemoVm::run_until_report`].
+    pub fn run_to_end(&mut self) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        loop {
+            match self.run_until_report()? {
+                DemoExit::Report(v) => out.push(v),
+                DemoExit::Done => return Ok(out),
+            }
+        }
+    }
+}
+
+/// Kicks the creating thread out of `KVM_RUN` (with a signal) once a deadline has passed.
+struct Watchdog {
+    deadline: Instant,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+extern "C" fn ignore_signal(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+fn kick_signal() -> libc::c_int {
+    vmm_sys_util::signal::SIGRTMIN() + 1
+}
+
+impl Watchdog {
+    fn start(timeout: Duration) -> Self {
+        static REGISTERED: OnceLock<bool> = OnceLock::new();
+        let deadline = Instant::now() + timeout;
+        let stop = Arc::new(AtomicBool::new(false));
+        let registered = *REGISTERED.get_or_init(|| {
+            // The handler does nothing; its only effect is that KVM_RUN returns EINTR.
+            vmm_sys_util::signal::register_signal_handler(kick_signal(), ignore_signal).is_ok()
+        });
+        if !registered {
+            // Without the handler the signal would kill the process: run without a watchdog.
+            return Watchdog {
+                deadline,
+                stop,
+                thread: None,
+            };
+        }
+        // SAFETY: pthread_self has no preconditions.
+        let target = unsafe { libc::pthread_self() };
+        let stop_flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("demo-watchdog".into())
+            .spawn(move || {
+                while !stop_flag.load(Ordering::Acquire) {
+                    if Instant::now() >= deadline {
+                        // SAFETY: `target` is the thread that owns this watchdog; it joins
+                        // this thread (in `Drop`) before it can exit, so the id is live; the
+                        // signal has a no-op handler installed.
+                        unsafe { libc::pthread_kill(target, kick_signal()) };
+                    }
+                    // Woken early by `Drop`; otherwise re-check (and re-kick) every 10 ms.
+                    std::thread::park_timeout(Duration::from_millis(10));
+                }
+            })
+            .ok();
+        Watchdog {
+            deadline,
+            stop,
+            thread,
+        }
+    }
+
+    fn expired(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}

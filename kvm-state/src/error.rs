@@ -1,0 +1,112 @@
+//! The error type of this crate.
+
+/// Result alias used by every fallible function of this crate.
+pub type Result<T> = std::result::Result<T, KvmStateError>;
+
+/// Everything that can go wrong while reading state from, or writing state to, KVM.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KvmStateError {
+    /// A KVM ioctl failed; `ioctl` names it and `source` carries the errno.
+    #[error("ioctl {ioctl} failed")]
+    Ioctl {
+        /// Name of the ioctl, e.g. `KVM_GET_REGS`.
+        ioctl: &'static str,
+        /// The errno returned by the kernel.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// `KVM_GET_MSRS` read fewer MSRs than asked for.
+    #[error("KVM_GET_MSRS read {read} of {requested} msrs, first unreadable msr is {index:#x}")]
+    MsrRead {
+        /// Index of the first MSR the kernel did not read.
+        index: u32,
+        /// Number of MSRs read.
+        read: usize,
+        /// Number of MSRs requested.
+        requested: usize,
+    },
+    /// `KVM_SET_MSRS` accepted fewer MSRs than given.
+    #[error("KVM_SET_MSRS wrote {written} of {requested} msrs, first refused msr is {index:#x}")]
+    MsrWrite {
+        /// Index of the first MSR the kernel refused.
+        index: u32,
+        /// Number of MSRs written.
+        written: usize,
+        /// Number of MSRs given.
+        requested: usize,
+    },
+    /// A flexible-array KVM structure could not be built for this many entries.
+    #[error("cannot build {what} with {entries} entries")]
+    TooManyEntries {
+        /// Which structure, e.g. `kvm_msrs`.
+        what: &'static str,
+        /// Number of entries asked for.
+        entries: usize,
+        /// Why vmm-sys-util refused.
+        #[source]
+        source: vmm_sys_util::fam::Error,
+    },
+    /// A state field does not have the length the kernel structure needs.
+    #[error("{what} has {found} elements, expected {expected}")]
+    BadLength {
+        /// Which field, e.g. `lapic registers`.
+        what: &'static str,
+        /// Length found in the state.
+        found: usize,
+        /// Length the kernel structure has.
+        expected: usize,
+    },
+    /// The saved xsave area holds non-zero state beyond what this host's KVM accepts.
+    #[error("saved xsave area has {saved} bytes of state, this host accepts {host} bytes")]
+    XsaveTooLarge {
+        /// Size of the non-zero saved area, in bytes.
+        saved: usize,
+        /// Size `KVM_SET_XSAVE` reads on this host, in bytes.
+        host: usize,
+    },
+    /// A `kvm_irqchip` carried a chip id this crate does not know.
+    #[error("unknown irqchip id {0}")]
+    UnknownIrqchip(u32),
+    /// The saved TSC frequency differs from the host's and cannot be set.
+    #[error("saved tsc frequency {saved_khz} kHz differs from the vcpu's {current_khz:?} kHz and cannot be set")]
+    TscFrequency {
+        /// TSC frequency of the saved vCPU, in kHz.
+        saved_khz: u32,
+        /// TSC frequency of the target vCPU in kHz, if the kernel reported one.
+        current_khz: Option<u32>,
+        /// Why `KVM_SET_TSC_KHZ` failed.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// A pause (`KVM_RUN` with `immediate_exit` set) did not return `EINTR`.
+    #[error("KVM_RUN with immediate_exit set returned {0} instead of EINTR")]
+    PauseNotInterrupted(&'static str),
+    /// Mapping guest memory failed.
+    #[error("cannot map {size} bytes of guest memory")]
+    GuestMemory {
+        /// Size of the mapping asked for.
+        size: usize,
+        /// The error of `mmap`.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A guest memory access fell outside the guest memory.
+    #[error("guest memory access of {len} bytes at {offset:#x} is out of bounds")]
+    GuestMemoryBounds {
+        /// Guest physical address of the access.
+        offset: u64,
+        /// Length of the access.
+        len: usize,
+    },
+    /// The demo guest stopped in a way it never does when all is well.
+    #[error("demo guest stopped unexpectedly: {0}")]
+    UnexpectedExit(String),
+}
+
+impl KvmStateError {
+    /// Builds the error for a failed ioctl.
+    pub(crate) fn ioctl(ioctl: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Self {
+        move |source| KvmStateError::Ioctl { ioctl, source }
+    }
+}

@@ -1,0 +1,120 @@
+//! The snapshot crate's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+use versionize::VersionizeError;
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, SnapshotError>;
+
+/// Everything that can go wrong while saving or loading a snapshot.
+///
+/// Every variant that rejects a file says what was expected and what was found.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The stored checksum does not match the bytes: the file is corrupted.
+    #[error("crc64 mismatch: file says {stored:#018x}, contents hash to {computed:#018x}")]
+    Crc64 {
+        /// The checksum stored at the end of the file.
+        stored: u64,
+        /// The checksum of the bytes before it.
+        computed: u64,
+    },
+    /// The data version is 0 or newer than this build's version map knows.
+    #[error("data version {found} is not supported (this build reads 1..={latest})")]
+    InvalidDataVersion {
+        /// The data version in the file (or asked for when saving).
+        found: u16,
+        /// The newest app version of the version map in use.
+        latest: u16,
+    },
+    /// The snapshot format version is 0 or newer than this build reads.
+    #[error("snapshot format version {found} is not supported (this build reads 1..={supported})")]
+    InvalidFormatVersion {
+        /// The format version in the file.
+        found: u16,
+        /// The newest format version this build reads.
+        supported: u16,
+    },
+    /// The magic number is not this architecture's snapshot magic.
+    #[error("bad magic {found:#018x} ({}): this build reads {expected_arch} snapshots ({expected:#018x} | format version)", found_arch.map_or("not a snapshot", |arch| arch))]
+    InvalidMagic {
+        /// The magic number in the file.
+        found: u64,
+        /// The architecture whose magic that is, if any.
+        found_arch: Option<&'static str>,
+        /// The base magic of this build's architecture.
+        expected: u64,
+        /// The architecture of this build.
+        expected_arch: &'static str,
+    },
+    /// The snapshot is too short to hold a magic number, a header and a checksum.
+    #[error("snapshot of {len} bytes is too short: at least {min} are needed")]
+    InvalidSnapshotSize {
+        /// The length given or found.
+        len: u64,
+        /// The smallest possible snapshot.
+        min: u64,
+    },
+    /// The state is larger than the configured cap.
+    #[error("snapshot state of {len} bytes exceeds the limit of {limit} bytes")]
+    StateTooLarge {
+        /// Bytes of state (file length less magic, header and checksum).
+        len: u64,
+        /// The configured cap.
+        limit: u64,
+    },
+    /// Bytes remain between the decoded state and the checksum.
+    #[error("{count} unexpected bytes after the state")]
+    TrailingBytes {
+        /// How many bytes were left over.
+        count: u64,
+    },
+    /// Reading or writing failed.
+    #[error("i/o error: {kind}")]
+    Io {
+        /// The kind of the i/o error.
+        kind: io::ErrorKind,
+        /// The original error.
+        #[source]
+        source: io::Error,
+    },
+    /// Saving to or loading from a path failed at `step`.
+    #[error("{step} {}: {kind}", path.display())]
+    File {
+        /// What was being done (`"create temporary file"`, `"rename"`, ...).
+        step: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The kind of the i/o error.
+        kind: io::ErrorKind,
+        /// The original error.
+        #[source]
+        source: io::Error,
+    },
+    /// Encoding or decoding the header or the state failed.
+    #[error("state: {0}")]
+    Versionize(#[from] VersionizeError),
+}
+
+impl From<io::Error> for SnapshotError {
+    fn from(source: io::Error) -> Self {
+        SnapshotError::Io {
+            kind: source.kind(),
+            source,
+        }
+    }
+}
+
+impl SnapshotError {
+    pub(crate) fn file(step: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        SnapshotError::File {
+            step,
+            path: path.into(),
+            kind: source.kind(),
+            source,
+        }
+    }
+}

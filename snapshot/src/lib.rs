@@ -1,0 +1,37 @@
+//! The snapshot container: versioned VMM state in a file that Firecracker's v1 snapshot
+//! format can read and write.
+//!
+//! ```text
+//! +--------------------------------------------------------------+
+//! | u64 magic: arch base | format version (low 16 bits)           |
+//! | SnapshotHdr { data_version: u16 }                             |
+//! | state: the object, Versionize-encoded at data_version         |
+//! | u64 CRC-64/REDIS of every byte above (absent without CRC)     |
+//! +--------------------------------------------------------------+
+//! ```
+//!
+//! Loading checks, in order: the length against the state cap, the magic (naming the
+//! architecture of a foreign file), the format version, the CRC, the data version, the state
+//! and that nothing trails it. Saving to a path is atomic. The full byte layout with a worked
+//! example follows.
+//!
+#![doc = include_str!("../../docs/FORMAT.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+mod file;
+pub mod magic;
+mod snapshot;
+
+pub use crate::error::{Result, SnapshotError};
+#[doc(hidden)]
+pub use crate::file::{atomic_write_with_faults, SaveStep};
+pub use crate::magic::{arch_of_magic, get_format_version};
+pub use crate::snapshot::{
+    LoadOptions, Snapshot, SnapshotHdr, CRC_LEN, DEFAULT_MAX_STATE_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC_LEN,
+    MIN_SNAPSHOT_LEN,
+};
+
+/// The seed API's name for [`SnapshotError`].
+pub type Error = SnapshotError;

@@ -1,0 +1,85 @@
+//! Items used by code that `#[derive(Versionize)]` generates. Not a public API: it may
+//! change in any release.
+
+pub use std::any::TypeId;
+pub use std::clone::Clone;
+pub use std::default::Default;
+pub use std::io::{Read, Write};
+pub use std::option::Option::{self, None, Some};
+pub use std::result::Result::{self, Err, Ok};
+pub use std::stringify;
+
+use crate::{VersionMap, VersionizeError, VersionizeResult};
+
+/// Maps `app_version` to the version of `T`, checking both the app version and that the
+/// mapped version exists for `T` (`1..=latest`).
+#[inline]
+pub fn type_version<T: 'static>(
+    version_map: &VersionMap,
+    app_version: u16,
+    latest: u16,
+    type_name: &'static str,
+) -> VersionizeResult<u16> {
+    let mapped = version_map.try_type_version(app_version, TypeId::of::<T>())?;
+    if mapped == 0 || mapped > latest {
+        return Err(VersionizeError::InvalidTypeVersion {
+            type_name,
+            mapped,
+            latest,
+        });
+    }
+    Ok(mapped)
+}
+
+/// Writes an enum variant index.
+#[inline]
+pub fn write_variant_index<W: Write>(writer: &mut W, index: u32) -> VersionizeResult<()> {
+    writer.write_all(&index.to_le_bytes())?;
+    Ok(())
+}
+
+/// Reads an enum variant index.
+#[inline]
+pub fn read_variant_index<R: Read>(reader: &mut R) -> VersionizeResult<u32> {
+    let mut bytes = [0u8; 4];
+    reader.read_exact(&mut bytes)?;
+    Ok(u32::from_le_bytes(bytes))
+}
+
+/// Makes the copy of a value on which the `ser_fn` hooks of a derived struct run. Only the
+/// derive calls it, and only when some `ser_fn` runs at the target version.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has a field with `ser_fn`, so it must implement `Clone`",
+    label = "`ser_fn` runs on a copy of the value, made with `Clone`",
+    note = "derive or implement `Clone` for `{Self}`"
+)]
+pub trait SerFnCopy: Sized {
+    /// A copy of `self` for the `ser_fn` hooks to change.
+    fn ser_fn_copy(&self) -> Self;
+}
+
+impl<T: Clone> SerFnCopy for T {
+    #[inline]
+    fn ser_fn_copy(&self) -> Self {
+        self.clone()
+    }
+}
+
+/// The value of a field that the version being read does not have and that names no
+/// `default_fn`.
+#[diagnostic::on_unimplemented(
+    message = "field of type `{Self}` does not exist at every version, so it needs `Default` or a `default_fn`",
+    label = "absent at some version, and `{Self}` does not implement `Default`",
+    note = "add `default_fn = \"...\"` to its #[version(...)], naming a `fn(u16) -> {Self}`, or implement `Default` for `{Self}`"
+)]
+pub trait AbsentFieldDefault: Sized {
+    /// The value to use.
+    fn absent_field_default() -> Self;
+}
+
+impl<T: Default> AbsentFieldDefault for T {
+    #[inline]
+    fn absent_field_default() -> Self {
+        T::default()
+    }
+}

@@ -1,0 +1,50 @@
+//! `FamStructWrapper<T>` from vmm-sys-util (feature `vmm-sys-util`): the header `T`, then a
+//! `u64` entry count and the entries, as versionize 0.2 wrote it.
+//!
+//! The header's length field must equal the number of entries that follow. Other header
+//! fields cannot be set on a wrapper without unsafe code (which this crate forbids), so the
+//! rebuilt wrapper is compared with the decoded header and a difference is an error rather
+//! than a silent loss.
+
+use std::io::{Read, Write};
+
+use vmm_sys_util::fam::{FamStruct, FamStructWrapper};
+
+use crate::{VersionMap, Versionize, VersionizeError, VersionizeResult};
+
+impl<T> Versionize for FamStructWrapper<T>
+where
+    T: Default + FamStruct + Versionize + PartialEq,
+    T::Entry: Versionize,
+{
+    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+        self.as_fam_struct_ref().serialize(writer, map, v)?;
+        let entries = self.as_slice();
+        let len = u64::try_from(entries.len()).map_err(|_| VersionizeError::OutOfRange("fam length"))?;
+        len.serialize(writer, map, v)?;
+        T::Entry::serialize_slice(entries, writer, map, v)
+    }
+
+    fn deserialize<R: Read>(reader: &mut R, map: &VersionMap, v: u16) -> VersionizeResult<Self> {
+        let header = T::deserialize(reader, map, v)?;
+        let entries = Vec::<T::Entry>::deserialize(reader, map, v)?;
+        if header.len() != entries.len() {
+            return Err(VersionizeError::FamLength {
+                header: u64::try_from(header.len()).unwrap_or(u64::MAX),
+                entries: u64::try_from(entries.len()).unwrap_or(u64::MAX),
+            });
+        }
+        let wrapper = FamStructWrapper::<T>::from_entries(&entries)
+            .map_err(|_| VersionizeError::OutOfRange("fam entry count above the struct's maximum"))?;
+        if *wrapper.as_fam_struct_ref() != header {
+            return Err(VersionizeError::OutOfRange(
+                "fam header fields other than the length must be zero",
+            ));
+        }
+        Ok(wrapper)
+    }
+
+    fn version() -> u16 {
+        1
+    }
+}

@@ -1,0 +1,245 @@
+//! Fixed-width numbers, `bool` and `char`.
+//!
+//! Numbers are little endian whatever the host; `usize`/`isize` travel as 64 bits. Slices,
+//! vectors and arrays of numbers are copied in bulk through a stack buffer instead of one
+//! call per element.
+
+use std::io::{Read, Write};
+
+use crate::{VersionMap, Versionize, VersionizeError, VersionizeResult};
+
+/// Bytes staged per bulk write or read of a numeric slice.
+const CHUNK_BYTES: usize = 4096;
+
+macro_rules! impl_number {
+    ($($ty:ty),* $(,)?) => {$(
+        impl Versionize for $ty {
+            #[inline]
+            fn serialize<W: Write>(&self, writer: &mut W, _: &VersionMap, _: u16) -> VersionizeResult<()> {
+                writer.write_all(&self.to_le_bytes())?;
+                Ok(())
+            }
+
+            #[inline]
+            fn deserialize<R: Read>(reader: &mut R, _: &VersionMap, _: u16) -> VersionizeResult<Self> {
+                let mut bytes = [0u8; size_of::<$ty>()];
+                reader.read_exact(&mut bytes)?;
+                Ok(<$ty>::from_le_bytes(bytes))
+            }
+
+            fn version() -> u16 {
+                1
+            }
+
+            #[inline]
+            fn serialize_slice<W: Write>(items: &[Self], writer: &mut W, _: &VersionMap, _: u16) -> VersionizeResult<()> {
+                const SIZE: usize = size_of::<$ty>();
+                let mut buffer = [0u8; CHUNK_BYTES];
+                for chunk in items.chunks(CHUNK_BYTES / SIZE) {
+                    for (slot, item) in buffer.chunks_exact_mut(SIZE).zip(chunk) {
+                        slot.copy_from_slice(&item.to_le_bytes());
+                    }
+                    writer.write_all(&buffer[..chunk.len() * SIZE])?;
+                }
+                Ok(())
+            }
+
+            #[inline]
+            fn deserialize_into_vec<R: Read>(
+                reader: &mut R,
+                _: &VersionMap,
+                _: u16,
+                len: usize,
+                out: &mut Vec<Self>,
+            ) -> VersionizeResult<()> {
+                const SIZE: usize = size_of::<$ty>();
+                out.reserve(crate::limits::initial_capacity::<Self>(len));
+                let mut buffer = [0u8; CHUNK_BYTES];
+                let mut left = len;
+                while left > 0 {
+                    let count = left.min(CHUNK_BYTES / SIZE);
+                    let bytes = &mut buffer[..count * SIZE];
+                    reader.read_exact(bytes)?;
+                    out.extend(bytes.chunks_exact(SIZE).map(|raw| {
+                        let mut word = [0u8; SIZE];
+                        word.copy_from_slice(raw);
+                        <$ty>::from_le_bytes(word)
+                    }));
+                    left -= count;
+                }
+                Ok(())
+            }
+
+            #[inline]
+            fn deserialize_array<R: Read, const N: usize>(reader: &mut R, _: &VersionMap, _: u16) -> VersionizeResult<[Self; N]> {
+                const SIZE: usize = size_of::<$ty>();
+                let mut array = [<$ty>::default(); N];
+                let mut buffer = [0u8; CHUNK_BYTES];
+                for chunk in array.chunks_mut(CHUNK_BYTES / SIZE) {
+                    let bytes = &mut buffer[..chunk.len() * SIZE];
+                    reader.read_exact(bytes)?;
+                    for (item, raw) in chunk.iter_mut().zip(bytes.chunks_exact(SIZE)) {
+                        let mut word = [0u8; SIZE];
+                        word.copy_from_slice(raw);
+                        *item = <$ty>::from_le_bytes(word);
+                    }
+                }
+                Ok(array)
+            }
+        }
+    )*};
+}
+
+impl_number!(u16, u32, u64, u128, i8, i16, i32, i64, i128, f32, f64);
+
+impl Versionize for u8 {
+    #[inline]
+    fn serialize<W: Write>(&self, writer: &mut W, _: &VersionMap, _: u16) -> VersionizeResult<()> {
+        writer.write_all(&[*self])?;
+        Ok(())
+    }
+
+    #[inline]
+    fn deserialize<R: Read>(reader: &mut R, _: &VersionMap, _: u16) -> VersionizeResult<Self> {
+        let mut byte = [0u8; 1];
+        reader.read_exact(&mut byte)?;
+        Ok(byte[0])
+    }
+
+    fn version() -> u16 {
+        1
+    }
+
+    #[inline]
+    fn serialize_slice<W: Write>(
+        items: &[Self],
+        writer: &mut W,
+        _: &VersionMap,
+        _: u16,
+    ) -> VersionizeResult<()> {
+        writer.write_all(items)?;
+        Ok(())
+    }
+
+    #[inline]
+    fn deserialize_into_vec<R: Read>(
+        reader: &mut R,
+        _: &VersionMap,
+        _: u16,
+        len: usize,
+        out: &mut Vec<Self>,
+    ) -> VersionizeResult<()> {
+        // Grow in steps so a truncated input claiming a long (in-budget) length fails
+        // before the whole length is allocated.
+        let step = crate::limits::initial_capacity::<u8>(len).max(1);
+        let mut left = len;
+        while left > 0 {
+            let count = left.min(step);
+            let start = out.len();
+            out.resize(start + count, 0);
+            reader.read_exact(&mut out[start..])?;
+            left -= count;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn deserialize_array<R: Read, const N: usize>(
+        reader: &mut R,
+        _: &VersionMap,
+        _: u16,
+    ) -> VersionizeResult<[Self; N]> {
+        let mut array = [0u8; N];
+        reader.read_exact(&mut array)?;
+        Ok(array)
+    }
+}
+
+impl Versionize for usize {
+    #[inline]
+    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+        let wide = u64::try_from(*self).map_err(|_| VersionizeError::OutOfRange("usize"))?;
+        wide.serialize(writer, map, v)
+    }
+
+    #[inline]
+    fn deserialize<R: Read>(reader: &mut R, map: &VersionMap, v: u16) -> VersionizeResult<Self> {
+        let wide = u64::deserialize(reader, map, v)?;
+        usize::try_from(wide).map_err(|_| VersionizeError::OutOfRange("usize"))
+    }
+
+    fn version() -> u16 {
+        1
+    }
+}
+
+impl Versionize for isize {
+    #[inline]
+    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+        let wide = i64::try_from(*self).map_err(|_| VersionizeError::OutOfRange("isize"))?;
+        wide.serialize(writer, map, v)
+    }
+
+    #[inline]
+    fn deserialize<R: Read>(reader: &mut R, map: &VersionMap, v: u16) -> VersionizeResult<Self> {
+        let wide = i64::deserialize(reader, map, v)?;
+        isize::try_from(wide).map_err(|_| VersionizeError::OutOfRange("isize"))
+    }
+
+    fn version() -> u16 {
+        1
+    }
+}
+
+impl Versionize for bool {
+    #[inline]
+    fn serialize<W: Write>(&self, writer: &mut W, _: &VersionMap, _: u16) -> VersionizeResult<()> {
+        writer.write_all(&[u8::from(*self)])?;
+        Ok(())
+    }
+
+    #[inline]
+    fn deserialize<R: Read>(reader: &mut R, _: &VersionMap, _: u16) -> VersionizeResult<Self> {
+        let mut byte = [0u8; 1];
+        reader.read_exact(&mut byte)?;
+        match byte[0] {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(VersionizeError::InvalidBool(other)),
+        }
+    }
+
+    fn version() -> u16 {
+        1
+    }
+}
+
+impl Versionize for char {
+    #[inline]
+    fn serialize<W: Write>(&self, writer: &mut W, _: &VersionMap, _: u16) -> VersionizeResult<()> {
+        let mut buffer = [0u8; 4];
+        writer.write_all(self.encode_utf8(&mut buffer).as_bytes())?;
+        Ok(())
+    }
+
+    fn deserialize<R: Read>(reader: &mut R, _: &VersionMap, _: u16) -> VersionizeResult<Self> {
+        let mut buffer = [0u8; 4];
+        reader.read_exact(&mut buffer[..1])?;
+        let width = match buffer[0] {
+            0x00..=0x7F => 1,
+            0xC2..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF4 => 4,
+            _ => return Err(VersionizeError::InvalidUtf8 { what: "char" }),
+        };
+        reader.read_exact(&mut buffer[1..width])?;
+        std::str::from_utf8(&buffer[..width])
+            .ok()
+            .and_then(|text| text.chars().next())
+            .ok_or(VersionizeError::InvalidUtf8 { what: "char" })
+    }
+
+    fn version() -> u16 {
+        1
+    }
+}

@@ -1,0 +1,274 @@
+//! Map from application (data) versions to the version of each type.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::limits::Limits;
+use crate::{VersionizeError, VersionizeResult};
+
+/// A hasher for [`TypeId`] keys: a `TypeId` is already a well-mixed hash, so folding its
+/// words is enough and much cheaper than SipHash.
+#[derive(Default)]
+struct TypeIdHasher(u64);
+
+impl Hasher for TypeIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Which version of each type belongs to which application version.
+///
+/// An application version (also called the data version) names one build's whole state
+/// layout. App version 1 exists from [`VersionMap::new`]; each [`new_version`] call opens
+/// the next one, and [`set_type_version`] records that a type changed in the newest one.
+/// A type never mentioned is at version 1 everywhere.
+///
+/// Lookups cost one hash of the `TypeId` and one index, whatever the number of app
+/// versions: each type keeps a dense table of its version per app version.
+///
+/// The map also carries the [`Limits`] that decoding with it enforces.
+///
+/// # Example
+/// ```
+/// use versionize::{VersionMap, Versionize};
+///
+/// struct Regs;
+/// let mut map = VersionMap::new();
+/// map.new_version().set_type_version(std::any::TypeId::of::<Regs>(), 2);
+/// assert_eq!(map.latest_version(), 2);
+/// assert_eq!(map.get_type_version(1, std::any::TypeId::of::<Regs>()), 1);
+/// assert_eq!(map.get_type_version(2, std::any::TypeId::of::<Regs>()), 2);
+/// ```
+///
+/// [`new_version`]: VersionMap::new_version
+/// [`set_type_version`]: VersionMap::set_type_version
+#[derive(Clone, Debug)]
+pub struct VersionMap {
+    latest: u16,
+    /// `types[id][i]` is the type's version at app version `i + 1`; app versions past the
+    /// end of the table use its last entry.
+    types: HashMap<TypeId, Vec<u16>, BuildHasherDefault<TypeIdHasher>>,
+    limits: Limits,
+}
+
+impl Default for VersionMap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VersionMap {
+    /// A map with one app version (1) in which every type is at version 1.
+    #[must_use]
+    pub fn new() -> Self {
+        VersionMap {
+            latest: 1,
+            types: HashMap::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Opens the next app version; later [`set_type_version`](Self::set_type_version) calls
+    /// apply to it. The map stops growing at app version 65535.
+    pub fn new_version(&mut self) -> &mut Self {
+        self.latest = self.latest.saturating_add(1);
+        self
+    }
+
+    /// Records that, from the newest app version on, the type `type_id` is at `type_version`.
+    pub fn set_type_version(&mut self, type_id: TypeId, type_version: u16) -> &mut Self {
+        let latest = usize::from(self.latest);
+        let table = self.types.entry(type_id).or_default();
+        let carried = table.last().copied().unwrap_or(1);
+        table.resize(latest, carried);
+        if let Some(slot) = table.last_mut() {
+            *slot = type_version;
+        }
+        self
+    }
+
+    /// The version of `type_id` at `app_version`: the newest mapping at or below it, or 1
+    /// if the type was never mapped.
+    ///
+    /// This never fails: app version 0 reads as 1 and versions above
+    /// [`latest_version`](Self::latest_version) read as the latest. Generated code uses
+    /// [`try_type_version`](Self::try_type_version), which rejects both.
+    #[must_use]
+    #[inline]
+    pub fn get_type_version(&self, app_version: u16, type_id: TypeId) -> u16 {
+        let app_version = app_version.clamp(1, self.latest);
+        self.lookup(app_version, type_id)
+    }
+
+    /// Like [`get_type_version`](Self::get_type_version), but checked.
+    ///
+    /// # Errors
+    /// [`VersionizeError::InvalidAppVersion`] when `app_version` is 0 or above
+    /// [`latest_version`](Self::latest_version).
+    #[inline]
+    pub fn try_type_version(&self, app_version: u16, type_id: TypeId) -> VersionizeResult<u16> {
+        if app_version == 0 || app_version > self.latest {
+            return Err(VersionizeError::InvalidAppVersion {
+                app_version,
+                latest: self.latest,
+            });
+        }
+        Ok(self.lookup(app_version, type_id))
+    }
+
+    #[inline]
+    fn lookup(&self, app_version: u16, type_id: TypeId) -> u16 {
+        match self.types.get(&type_id) {
+            Some(table) => {
+                let index = usize::from(app_version) - 1;
+                table
+                    .get(index)
+                    .or_else(|| table.last())
+                    .copied()
+                    .unwrap_or(1)
+            }
+            None => 1,
+        }
+    }
+
+    /// The newest app version of the map.
+    #[must_use]
+    pub fn latest_version(&self) -> u16 {
+        self.latest
+    }
+
+    /// The decoding limits enforced by decodes that use this map.
+    #[must_use]
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Replaces the decoding limits.
+    pub fn set_limits(&mut self, limits: Limits) -> &mut Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Builder form of [`set_limits`](Self::set_limits).
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Every type mapped by this map, with its version at each app version `1..=latest`.
+    pub fn mappings(&self) -> impl Iterator<Item = (TypeId, Vec<u16>)> + '_ {
+        self.types.keys().map(move |id| {
+            let versions = (1..=self.latest).map(|v| self.lookup(v, *id)).collect();
+            (*id, versions)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct A;
+    struct B;
+
+    fn id<T: 'static>() -> TypeId {
+        TypeId::of::<T>()
+    }
+
+    #[test]
+    fn test_version_map_defaults_to_one() {
+        let map = VersionMap::new();
+        assert_eq!(map.latest_version(), 1);
+        assert_eq!(map.get_type_version(1, id::<A>()), 1);
+        assert_eq!(map.try_type_version(1, id::<A>()).ok(), Some(1));
+    }
+
+    #[test]
+    fn test_version_map_newest_mapping_at_or_below() {
+        let mut map = VersionMap::new();
+        map.new_version()
+            .set_type_version(id::<A>(), 2)
+            .new_version()
+            .set_type_version(id::<B>(), 3)
+            .new_version()
+            .new_version()
+            .set_type_version(id::<A>(), 4);
+        assert_eq!(map.latest_version(), 5);
+        let a: Vec<u16> = (1..=5).map(|v| map.get_type_version(v, id::<A>())).collect();
+        let b: Vec<u16> = (1..=5).map(|v| map.get_type_version(v, id::<B>())).collect();
+        assert_eq!(a, [1, 2, 2, 2, 4]);
+        assert_eq!(b, [1, 1, 3, 3, 3]);
+    }
+
+    #[test]
+    fn test_version_map_set_twice_in_one_version_keeps_last() {
+        let mut map = VersionMap::new();
+        map.set_type_version(id::<A>(), 2).set_type_version(id::<A>(), 3);
+        assert_eq!(map.get_type_version(1, id::<A>()), 3);
+    }
+
+    #[test]
+    fn test_version_map_rejects_out_of_range_app_versions() {
+        let mut map = VersionMap::new();
+        map.new_version();
+        for bad in [0u16, 3, u16::MAX] {
+            match map.try_type_version(bad, id::<A>()) {
+                Err(VersionizeError::InvalidAppVersion {
+                    app_version,
+                    latest: 2,
+                }) => assert_eq!(app_version, bad),
+                other => panic!("unexpected {other:?}"),
+            }
+            // The unchecked form clamps instead of panicking.
+            let _ = map.get_type_version(bad, id::<A>());
+        }
+    }
+
+    #[test]
+    fn test_version_map_many_versions() {
+        let mut map = VersionMap::new();
+        for v in 2..=1000u16 {
+            map.new_version();
+            if v % 10 == 0 {
+                map.set_type_version(id::<A>(), v / 10);
+            }
+        }
+        assert_eq!(map.get_type_version(9, id::<A>()), 1);
+        assert_eq!(map.get_type_version(10, id::<A>()), 1);
+        assert_eq!(map.get_type_version(20, id::<A>()), 2);
+        assert_eq!(map.get_type_version(999, id::<A>()), 99);
+        assert_eq!(map.get_type_version(1000, id::<A>()), 100);
+    }
+
+    #[test]
+    fn test_version_map_saturates_at_u16_max() {
+        let mut map = VersionMap::new();
+        for _ in 0..70_000u32 {
+            map.new_version();
+        }
+        assert_eq!(map.latest_version(), u16::MAX);
+        map.set_type_version(id::<A>(), 7);
+        assert_eq!(map.get_type_version(u16::MAX, id::<A>()), 7);
+    }
+
+    #[test]
+    fn test_version_map_is_send_sync_unwind_safe() {
+        fn check<T: Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe + Clone + std::fmt::Debug>() {}
+        check::<VersionMap>();
+    }
+}

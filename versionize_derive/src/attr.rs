@@ -1,0 +1,279 @@
+//! Parsing of `#[version(...)]` attributes.
+//!
+//! Each attribute is read key by key; every problem (unknown or duplicate key, bad value) is
+//! recorded in the [`Ctxt`] with the span of the offending token and parsing goes on, so a
+//! user sees all mistakes of an input at once.
+
+use proc_macro2::Span;
+use syn::punctuated::Punctuated;
+use syn::{Attribute, Expr, ExprLit, Lit, LitInt, LitStr, Meta, MetaNameValue, Token, UnOp};
+
+use crate::ctxt::Ctxt;
+
+/// The name of the attribute this derive reads.
+const ATTR: &str = "version";
+
+/// Where a `#[version(...)]` attribute sits; decides which keys it accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Position {
+    /// On a field of a struct.
+    Field,
+    /// On a variant of an enum.
+    Variant,
+}
+
+impl Position {
+    /// The keys accepted here, as listed in error messages.
+    fn expected_keys(self) -> &'static str {
+        match self {
+            Position::Field => "`start`, `end`, `default_fn`, `ser_fn` or `de_fn`",
+            Position::Variant => "`start`, `end` or `default_fn`",
+        }
+    }
+}
+
+/// A `start` or `end` value with the span of its literal.
+#[derive(Clone, Copy)]
+pub(crate) struct VersionNumber {
+    /// The version.
+    pub(crate) value: u16,
+    /// The span of the literal.
+    pub(crate) span: Span,
+}
+
+/// A `default_fn`, `ser_fn` or `de_fn` value: the function it names.
+#[derive(Clone)]
+pub(crate) struct Hook {
+    /// The path parsed from the string literal; its tokens carry the literal's span, so a
+    /// function that does not exist is reported on the literal.
+    pub(crate) path: syn::Path,
+    /// The span of the string literal.
+    pub(crate) span: Span,
+}
+
+/// Everything the `#[version(...)]` attributes of one field or variant say.
+#[derive(Default)]
+pub(crate) struct VersionAttrs {
+    /// First type version in which the field or variant exists.
+    pub(crate) start: Option<VersionNumber>,
+    /// First type version in which it no longer exists.
+    pub(crate) end: Option<VersionNumber>,
+    /// Supplies the value when it is absent.
+    pub(crate) default_fn: Option<Hook>,
+    /// Runs before writing a version in which the field is absent.
+    pub(crate) ser_fn: Option<Hook>,
+    /// Runs after reading a version in which the field is absent.
+    pub(crate) de_fn: Option<Hook>,
+}
+
+/// Whether `attr` is a `#[version...]` attribute.
+pub(crate) fn is_version_attr(attr: &Attribute) -> bool {
+    attr.path().is_ident(ATTR)
+}
+
+/// Reads every `#[version(...)]` among `attrs` as if they were one list.
+pub(crate) fn parse_version_attrs(
+    cx: &mut Ctxt,
+    attrs: &[Attribute],
+    position: Position,
+) -> VersionAttrs {
+    let mut out = VersionAttrs::default();
+    for attr in attrs.iter().filter(|attr| is_version_attr(attr)) {
+        let list = match &attr.meta {
+            Meta::List(list) => list,
+            Meta::Path(_) | Meta::NameValue(_) => {
+                cx.error_spanned_by(
+                    attr,
+                    "expected `#[version(key = value, ...)]` with keys among `start`, `end`, \
+                     `default_fn`, `ser_fn`, `de_fn`",
+                );
+                continue;
+            }
+        };
+        let items = match list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) {
+            Ok(items) => items,
+            Err(error) => {
+                cx.syn_error(error);
+                continue;
+            }
+        };
+        for item in items {
+            parse_item(cx, &mut out, &item, position);
+        }
+    }
+    out
+}
+
+/// Reads one `key = value` of a `#[version(...)]` list into `out`.
+fn parse_item(cx: &mut Ctxt, out: &mut VersionAttrs, item: &Meta, position: Position) {
+    let key = item.path();
+    let Some(name) = key.get_ident().map(ToString::to_string) else {
+        cx.error_spanned_by(
+            key,
+            format!(
+                "unknown key in #[version(...)]; expected {}",
+                position.expected_keys()
+            ),
+        );
+        return;
+    };
+    let known = matches!(
+        name.as_str(),
+        "start" | "end" | "default_fn" | "ser_fn" | "de_fn"
+    );
+    if !known {
+        cx.error_spanned_by(
+            key,
+            format!(
+                "unknown key `{name}` in #[version(...)]; expected {}",
+                position.expected_keys()
+            ),
+        );
+        return;
+    }
+    if position == Position::Variant && (name == "ser_fn" || name == "de_fn") {
+        cx.error_spanned_by(
+            key,
+            format!(
+                "`{name}` is not supported on an enum variant: a variant that does not exist \
+                 at the target version is replaced through its `default_fn`"
+            ),
+        );
+        return;
+    }
+    let Meta::NameValue(MetaNameValue { value, .. }) = item else {
+        let example = if name == "start" || name == "end" {
+            format!("`{name} = 2`")
+        } else {
+            format!("`{name} = \"function_name\"`")
+        };
+        cx.error_spanned_by(item, format!("expected {example}"));
+        return;
+    };
+    let duplicate = match name.as_str() {
+        "start" => out.start.is_some(),
+        "end" => out.end.is_some(),
+        "default_fn" => out.default_fn.is_some(),
+        "ser_fn" => out.ser_fn.is_some(),
+        _ => out.de_fn.is_some(),
+    };
+    if duplicate {
+        cx.error_spanned_by(key, format!("duplicate key `{name}` in #[version(...)]"));
+        return;
+    }
+    match name.as_str() {
+        "start" => out.start = parse_version_number(cx, &name, value),
+        "end" => out.end = parse_version_number(cx, &name, value),
+        "default_fn" => out.default_fn = parse_hook(cx, &name, value),
+        "ser_fn" => out.ser_fn = parse_hook(cx, &name, value),
+        _ => out.de_fn = parse_hook(cx, &name, value),
+    }
+}
+
+/// Looks through the invisible groups that `macro_rules!` wraps around fragments.
+fn ungroup(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Group(group) => ungroup(&group.expr),
+        Expr::Paren(paren) => ungroup(&paren.expr),
+        other => other,
+    }
+}
+
+/// Reads the value of `start` or `end`: an integer literal in `1..=65535`.
+fn parse_version_number(cx: &mut Ctxt, key: &str, value: &Expr) -> Option<VersionNumber> {
+    match ungroup(value) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => version_from_literal(cx, key, int),
+        Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) => {
+            cx.error_spanned_by(
+                value,
+                format!("`{key}` must not be negative: versions are numbered from 1 to 65535"),
+            );
+            None
+        }
+        other => {
+            cx.error_spanned_by(
+                other,
+                format!("`{key}` must be an integer literal, e.g. `{key} = 2`"),
+            );
+            None
+        }
+    }
+}
+
+/// Checks an integer literal given as a version.
+fn version_from_literal(cx: &mut Ctxt, key: &str, int: &LitInt) -> Option<VersionNumber> {
+    if !matches!(int.suffix(), "" | "u16") {
+        cx.error(
+            int.span(),
+            format!("`{key}` must be an unsuffixed integer literal (or `u16`)"),
+        );
+        return None;
+    }
+    let value = match int.base10_parse::<u64>() {
+        Ok(0) => {
+            cx.error(
+                int.span(),
+                format!("`{key}` must be at least 1: versions are numbered from 1"),
+            );
+            return None;
+        }
+        Ok(value) => u16::try_from(value).ok(),
+        Err(_) => None,
+    };
+    let Some(value) = value else {
+        cx.error(
+            int.span(),
+            format!("`{key}` must be at most 65535: versions are `u16`"),
+        );
+        return None;
+    };
+    Some(VersionNumber {
+        value,
+        span: int.span(),
+    })
+}
+
+/// Reads the value of `default_fn`, `ser_fn` or `de_fn`: a string literal naming a function.
+fn parse_hook(cx: &mut Ctxt, key: &str, value: &Expr) -> Option<Hook> {
+    let Expr::Lit(ExprLit {
+        lit: Lit::Str(lit), ..
+    }) = ungroup(value)
+    else {
+        cx.error_spanned_by(
+            value,
+            format!("`{key}` must be a string literal naming a function, e.g. `{key} = \"my_{key}\"`"),
+        );
+        return None;
+    };
+    hook_from_literal(cx, key, lit)
+}
+
+/// Parses the function path out of a hook's string literal.
+fn hook_from_literal(cx: &mut Ctxt, key: &str, lit: &LitStr) -> Option<Hook> {
+    match lit.parse::<syn::Path>() {
+        Ok(path) => Some(Hook {
+            path,
+            span: lit.span(),
+        }),
+        Err(_) => {
+            cx.error(
+                lit.span(),
+                format!(
+                    "`{key}` must name a function, e.g. `{key} = \"my_{key}\"`, but {} is not \
+                     a function name or path",
+                    quote::ToTokens::to_token_stream(lit)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Reports every `#[version]` attribute among `attrs`, which sit where none is allowed.
+pub(crate) fn reject_version_attrs(cx: &mut Ctxt, attrs: &[Attribute], message: &str) {
+    for attr in attrs.iter().filter(|attr| is_version_attr(attr)) {
+        cx.error_spanned_by(attr, message);
+    }
+}

@@ -1,0 +1,120 @@
+//! Rules that span more than one attribute key, one function each. Every rule records its
+//! errors in the [`Ctxt`] and lets the others run, so all mistakes are reported together.
+
+use crate::ast::{Data, Input, Presence, Variant};
+use crate::attr::{self, VersionAttrs};
+use crate::ctxt::Ctxt;
+
+/// Runs every rule on `input`.
+pub(crate) fn check(cx: &mut Ctxt, input: &Input<'_>) {
+    no_union(cx, input);
+    no_lifetime_parameters(cx, input);
+    no_version_on_type(cx, input);
+    match &input.data {
+        Data::Struct(fields) => {
+            for field in fields {
+                start_before_end(cx, &field.attrs);
+            }
+        }
+        Data::Enum(variants) => {
+            not_empty_enum(cx, input, variants);
+            for variant in variants {
+                start_before_end(cx, &variant.attrs);
+                absent_variant_has_default(cx, variant);
+                no_version_on_variant_fields(cx, variant);
+            }
+        }
+        Data::Union(_) => {}
+    }
+}
+
+/// A union has no single meaning for its bytes, so it cannot be versioned field by field.
+fn no_union(cx: &mut Ctxt, input: &Input<'_>) {
+    if let Data::Union(union_token) = input.data {
+        cx.error(
+            union_token,
+            "Versionize cannot be derived for a union: the derive cannot know which member is \
+             active; use a tagged enum instead, or write the Versionize impl by hand",
+        );
+    }
+}
+
+/// Versioned state is looked up by `TypeId`, which needs `'static` types: a borrowed field
+/// could not be produced by `deserialize` anyway.
+fn no_lifetime_parameters(cx: &mut Ctxt, input: &Input<'_>) {
+    for param in input.generics.lifetimes() {
+        cx.error_spanned_by(
+            &param.lifetime,
+            "Versionize cannot be derived for a type with a lifetime parameter: hold an owned \
+             type instead (e.g. `String` for `&str`, `Vec<T>` for `&[T]`), or write the \
+             Versionize impl by hand",
+        );
+    }
+}
+
+/// A type's version is computed from its fields or variants; `#[version]` on the type itself
+/// has no meaning (the original silently ignored it).
+fn no_version_on_type(cx: &mut Ctxt, input: &Input<'_>) {
+    attr::reject_version_attrs(
+        cx,
+        &input.original.attrs,
+        "#[version(...)] belongs on fields and enum variants, not on the type: the type's \
+         version is the largest `start` or `end` of its fields or variants",
+    );
+}
+
+/// `end` is exclusive, so a field or variant with `start >= end` would exist at no version.
+fn start_before_end(cx: &mut Ctxt, attrs: &VersionAttrs) {
+    if let (Some(start), Some(end)) = (attrs.start, attrs.end) {
+        if start.value >= end.value {
+            cx.error(
+                end.span,
+                format!(
+                    "`end` ({}) must be greater than `start` ({}): `end` is the first version \
+                     without it",
+                    end.value, start.value
+                ),
+            );
+        }
+    }
+}
+
+/// Writing a variant at a version where it does not exist needs a substitute.
+fn absent_variant_has_default(cx: &mut Ctxt, variant: &Variant<'_>) {
+    let presence: Presence = variant.presence();
+    if !presence.is_always() && variant.attrs.default_fn.is_none() {
+        cx.error(
+            variant.ident.span(),
+            format!(
+                "variant `{}` does not exist at every version of the enum, so it needs \
+                 `#[version(default_fn = \"...\")]` naming a `fn(&self, u16) -> \
+                 VersionizeResult<Self>` that returns the value to write instead",
+                variant.name
+            ),
+        );
+    }
+}
+
+/// Variant fields are written whenever their variant is; versioning them on their own would
+/// need a layout per variant and version, which the format does not have.
+fn no_version_on_variant_fields(cx: &mut Ctxt, variant: &Variant<'_>) {
+    for field in &variant.original.fields {
+        attr::reject_version_attrs(
+            cx,
+            &field.attrs,
+            "#[version(...)] is not supported on a field of an enum variant: version the \
+             variant itself, or move the fields into a struct that derives Versionize",
+        );
+    }
+}
+
+/// An enum without variants has no value to write and none to read.
+fn not_empty_enum(cx: &mut Ctxt, input: &Input<'_>, variants: &[Variant<'_>]) {
+    if variants.is_empty() {
+        cx.error(
+            input.ident.span(),
+            "Versionize cannot be derived for an enum with no variants: it has no value to \
+             write and none to read",
+        );
+    }
+}

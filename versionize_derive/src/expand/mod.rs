@@ -1,0 +1,212 @@
+//! Code generation: the `Versionize` impl of a checked input.
+//!
+//! Generated code names everything by absolute path (`::versionize::...`, `::core::...`) and
+//! its locals start with `__`, so it compiles with nothing imported and whatever the user
+//! shadows (`Result`, `Ok`, `Option`, `Vec`, `Box`...). Calls that need a trait of a field's
+//! type are spanned on that field, so a missing impl underlines the field.
+
+mod enum_;
+mod struct_;
+
+use proc_macro2::{Ident, Literal, Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::{parse_quote, Generics, Type, WherePredicate};
+
+use crate::ast::{Data, Field, Input, Presence};
+use crate::attr::Hook;
+
+/// Generates the impl for a checked input.
+pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
+    match &input.data {
+        Data::Struct(fields) => struct_::expand(input, fields),
+        Data::Enum(variants) => enum_::expand(input, variants),
+        // Refused by `check`; nothing to generate.
+        Data::Union(_) => TokenStream::new(),
+    }
+}
+
+/// The type's name with call-site resolution, so that lints such as `deprecated` on the
+/// type do not fire on the generated impl header (as thiserror does).
+fn call_site_ident(ident: &Ident) -> Ident {
+    let mut ident = ident.clone();
+    ident.set_span(ident.span().resolved_at(Span::call_site()));
+    ident
+}
+
+/// The `impl Versionize` block around the generated method bodies.
+///
+/// Inside the bodies, `__writer`, `__reader`, `__version_map` and `__app_version` are the
+/// method arguments.
+fn impl_versionize(
+    input: &Input<'_>,
+    generics: &Generics,
+    serialize: &TokenStream,
+    deserialize: &TokenStream,
+) -> TokenStream {
+    let ty = call_site_ident(input.ident);
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let version = Literal::u16_unsuffixed(input.version());
+    quote! {
+        #[automatically_derived]
+        // Absolute paths may repeat what the user imported, and the impl must read fields
+        // the user marked deprecated.
+        #[allow(unused_qualifications, deprecated)]
+        impl #impl_generics ::versionize::Versionize for #ty #ty_generics #where_clause {
+            fn serialize<__W: ::versionize::__private::Write>(
+                &self,
+                __writer: &mut __W,
+                __version_map: &::versionize::VersionMap,
+                __app_version: ::core::primitive::u16,
+            ) -> ::versionize::VersionizeResult<()> {
+                #serialize
+            }
+
+            fn deserialize<__R: ::versionize::__private::Read>(
+                __reader: &mut __R,
+                __version_map: &::versionize::VersionMap,
+                __app_version: ::core::primitive::u16,
+            ) -> ::versionize::VersionizeResult<Self> {
+                #deserialize
+            }
+
+            #[inline]
+            fn version() -> ::core::primitive::u16 {
+                #version
+            }
+        }
+    }
+}
+
+/// `let __version = <type version that __app_version maps to>?;`
+fn let_type_version(input: &Input<'_>) -> TokenStream {
+    let type_name = &input.name;
+    quote! {
+        let __version = ::versionize::__private::type_version::<Self>(
+            __version_map,
+            __app_version,
+            <Self as ::versionize::Versionize>::version(),
+            #type_name,
+        )?;
+    }
+}
+
+/// `.map_err(..)` adding the frame "`type_name`.`frame` at `__version`" to an error.
+fn in_field(input: &Input<'_>, frame: &str) -> TokenStream {
+    let type_name = &input.name;
+    quote! {
+        .map_err(|__error| ::versionize::VersionizeError::in_field(
+            __error,
+            #type_name,
+            ::versionize::__private::Some(#frame),
+            __version,
+        ))
+    }
+}
+
+/// `<FieldTy as Versionize>`, spanned on the field so that a type without the trait is
+/// reported there.
+fn versionize_of(field: &Field<'_>) -> TokenStream {
+    let ty = field.ty;
+    quote_spanned!(field.span=> <#ty as ::versionize::Versionize>)
+}
+
+/// A statement writing `value` (a `&FieldTy`) at `__app_version`.
+fn write_field(input: &Input<'_>, frame: &str, field: &Field<'_>, value: &TokenStream) -> TokenStream {
+    let versionize = versionize_of(field);
+    let in_field = in_field(input, frame);
+    quote! {
+        #versionize::serialize(#value, __writer, __version_map, __app_version) #in_field?;
+    }
+}
+
+/// An expression reading a field at `__app_version`.
+fn read_field(input: &Input<'_>, frame: &str, field: &Field<'_>) -> TokenStream {
+    let versionize = versionize_of(field);
+    let in_field = in_field(input, frame);
+    quote! {
+        #versionize::deserialize(__reader, __version_map, __app_version) #in_field?
+    }
+}
+
+/// The path to call for a hook: a bare name is an associated function of `Self`
+/// (as in the original derive); a path with `::` is used as written.
+fn hook_path(hook: &Hook) -> TokenStream {
+    let path = &hook.path;
+    if path.leading_colon.is_none() && path.segments.len() == 1 {
+        quote_spanned!(hook.span=> Self::#path)
+    } else {
+        path.to_token_stream()
+    }
+}
+
+/// `__version` lies in the versions of `presence`; `None` when that holds at every version.
+fn present_condition(presence: Presence) -> Option<TokenStream> {
+    let mut parts = Vec::new();
+    if presence.start > 1 {
+        let start = Literal::u16_unsuffixed(presence.start);
+        parts.push(quote!(__version >= #start));
+    }
+    if let Some(end) = presence.end {
+        let end = Literal::u16_unsuffixed(end);
+        parts.push(quote!(__version < #end));
+    }
+    if parts.is_empty() {
+        None
+    } else {
+        Some(quote!(#(#parts)&&*))
+    }
+}
+
+/// `__version` lies outside the versions of `presence`; `None` when it never does.
+fn absent_condition(presence: Presence) -> Option<TokenStream> {
+    let mut parts = Vec::new();
+    if presence.start > 1 {
+        let start = Literal::u16_unsuffixed(presence.start);
+        parts.push(quote!(__version < #start));
+    }
+    if let Some(end) = presence.end {
+        let end = Literal::u16_unsuffixed(end);
+        parts.push(quote!(__version >= #end));
+    }
+    if parts.is_empty() {
+        None
+    } else {
+        Some(quote!(#(#parts)||*))
+    }
+}
+
+/// The input's generics with the bounds the generated code needs: `Versionize + 'static`
+/// on every type parameter, `Default` on absent field types that mention a parameter and
+/// have no `default_fn`, and `Clone` on the type itself when `needs_clone`.
+fn bounded_generics(input: &Input<'_>, needs_default: &[&Type], needs_clone: bool) -> Generics {
+    let mut generics = input.generics.clone();
+    let params: Vec<Ident> = generics.type_params().map(|p| p.ident.clone()).collect();
+    if params.is_empty() {
+        return generics;
+    }
+    let mut predicates: Vec<WherePredicate> = params
+        .iter()
+        .map(|param| parse_quote!(#param: ::versionize::Versionize + 'static))
+        .collect();
+    for ty in needs_default {
+        if mentions_any(ty.to_token_stream(), &params) {
+            predicates.push(parse_quote!(#ty: ::core::default::Default));
+        }
+    }
+    if needs_clone {
+        let ident = input.ident;
+        let (_, ty_generics, _) = input.generics.split_for_impl();
+        predicates.push(parse_quote!(#ident #ty_generics: ::core::clone::Clone));
+    }
+    generics.make_where_clause().predicates.extend(predicates);
+    generics
+}
+
+/// Whether `tokens` contain one of `idents` anywhere.
+fn mentions_any(tokens: TokenStream, idents: &[Ident]) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => idents.contains(&ident),
+        TokenTree::Group(group) => mentions_any(group.stream(), idents),
+        TokenTree::Punct(_) | TokenTree::Literal(_) => false,
+    })
+}
