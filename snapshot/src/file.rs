@@ -67,7 +67,8 @@ pub fn atomic_write_with_faults(
     fault: &mut dyn FnMut(SaveStep) -> io::Result<()>,
 ) -> Result<()> {
     let temp = temp_path(target)?;
-    fault(SaveStep::CreateTemp).map_err(|e| SnapshotError::file("create temporary file", &temp, e))?;
+    fault(SaveStep::CreateTemp)
+        .map_err(|e| SnapshotError::file("create temporary file", &temp, e))?;
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -109,7 +110,11 @@ impl Snapshot {
     /// # Errors
     /// [`SnapshotError::File`] naming the step that failed, or any error of
     /// [`save`](Self::save). The previous file at `path`, if any, is intact on error.
-    pub fn save_to_file<O: Versionize + Debug>(&mut self, path: impl AsRef<Path>, object: &O) -> Result<()> {
+    pub fn save_to_file<O: Versionize + Debug>(
+        &mut self,
+        path: impl AsRef<Path>,
+        object: &O,
+    ) -> Result<()> {
         self.save_to_file_with_faults(path.as_ref(), object, &mut |_| Ok(()))
     }
 
@@ -121,7 +126,11 @@ impl Snapshot {
         object: &O,
         fault: &mut dyn FnMut(SaveStep) -> io::Result<()>,
     ) -> Result<()> {
-        atomic_write_with_faults(path, &mut |writer| self.save(writer, object), fault)
+        atomic_write_with_faults(
+            path,
+            &mut |mut writer| self.save(&mut writer, object),
+            fault,
+        )
     }
 
     /// Loads a snapshot file, checking its CRC, with the default [`LoadOptions`].
@@ -129,7 +138,10 @@ impl Snapshot {
     /// # Errors
     /// [`SnapshotError::File`] when the path cannot be opened or is not a regular file, or
     /// any error of [`load_with`](Self::load_with).
-    pub fn load_file<O: Versionize>(path: impl AsRef<Path>, version_map: VersionMap) -> Result<(O, u16)> {
+    pub fn load_file<O: Versionize>(
+        path: impl AsRef<Path>,
+        version_map: VersionMap,
+    ) -> Result<(O, u16)> {
         Self::load_file_with(path, version_map, &LoadOptions::default())
     }
 
@@ -144,7 +156,9 @@ impl Snapshot {
     ) -> Result<(O, u16)> {
         let path = path.as_ref();
         let file = File::open(path).map_err(|e| SnapshotError::file("open", path, e))?;
-        let metadata = file.metadata().map_err(|e| SnapshotError::file("stat", path, e))?;
+        let metadata = file
+            .metadata()
+            .map_err(|e| SnapshotError::file("stat", path, e))?;
         if !metadata.is_file() {
             return Err(SnapshotError::file(
                 "open",

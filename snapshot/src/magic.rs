@@ -82,7 +82,10 @@ mod tests {
     #[test]
     fn test_magic_format_version_round_trip() {
         assert_eq!(get_format_version(build_magic_id(1)).ok(), Some(1));
-        assert_eq!(get_format_version(build_magic_id(0xBEEF)).ok(), Some(0xBEEF));
+        assert_eq!(
+            get_format_version(build_magic_id(0xBEEF)).ok(),
+            Some(0xBEEF)
+        );
     }
 
     #[test]

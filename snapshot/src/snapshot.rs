@@ -225,7 +225,11 @@ impl Snapshot {
     /// # Errors
     /// [`SnapshotError::InvalidDataVersion`] for a target version outside the map, writer
     /// failures, or state encoding errors.
-    pub fn save<W: Write, O: Versionize + Debug>(&mut self, writer: &mut W, object: &O) -> Result<()> {
+    pub fn save<W: Write, O: Versionize + Debug>(
+        &mut self,
+        writer: &mut W,
+        object: &O,
+    ) -> Result<()> {
         let mut crc_writer = CRC64Writer::new(writer);
         self.save_without_crc(&mut crc_writer, object)?;
         let checksum = crc_writer.checksum();

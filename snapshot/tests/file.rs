@@ -72,22 +72,46 @@ fn load(path: &Path) -> Result<(State, u16), SnapshotError> {
 fn test_file_save_and_load_without_length() {
     let dir = TempDir::new("roundtrip");
     let path = dir.path("vm.snap");
-    Snapshot::new(map(), 2).save_to_file(&path, &state(1)).unwrap();
+    Snapshot::new(map(), 2)
+        .save_to_file(&path, &state(1))
+        .unwrap();
     assert_eq!(load(&path).unwrap(), (state(1), 2));
     // Overwrite with a rollback-format snapshot.
-    Snapshot::new(map(), 1).save_to_file(&path, &state(2)).unwrap();
-    assert_eq!(load(&path).unwrap(), (State { counter: 2, blob: Vec::new() }, 1));
-    assert_eq!(dir.entries(), ["vm.snap"], "no temporary file is left behind");
+    Snapshot::new(map(), 1)
+        .save_to_file(&path, &state(2))
+        .unwrap();
+    assert_eq!(
+        load(&path).unwrap(),
+        (
+            State {
+                counter: 2,
+                blob: Vec::new()
+            },
+            1
+        )
+    );
+    assert_eq!(
+        dir.entries(),
+        ["vm.snap"],
+        "no temporary file is left behind"
+    );
 }
 
 #[test]
 fn test_file_failure_at_every_step_keeps_previous_file() {
     let dir = TempDir::new("faults");
     let path = dir.path("vm.snap");
-    Snapshot::new(map(), 2).save_to_file(&path, &state(1)).unwrap();
+    Snapshot::new(map(), 2)
+        .save_to_file(&path, &state(1))
+        .unwrap();
     let original = std::fs::read(&path).unwrap();
 
-    for step in [SaveStep::CreateTemp, SaveStep::Write, SaveStep::SyncFile, SaveStep::Rename] {
+    for step in [
+        SaveStep::CreateTemp,
+        SaveStep::Write,
+        SaveStep::SyncFile,
+        SaveStep::Rename,
+    ] {
         let err = Snapshot::new(map(), 2)
             .save_to_file_with_faults(&path, &state(9), &mut |at| {
                 if at == step {
@@ -100,7 +124,11 @@ fn test_file_failure_at_every_step_keeps_previous_file() {
         assert!(matches!(err, SnapshotError::File { .. }), "{step:?}: {err}");
         assert_eq!(std::fs::read(&path).unwrap(), original, "{step:?}");
         assert_eq!(load(&path).unwrap().0, state(1));
-        assert_eq!(dir.entries(), ["vm.snap"], "{step:?}: temporary file removed");
+        assert_eq!(
+            dir.entries(),
+            ["vm.snap"],
+            "{step:?}: temporary file removed"
+        );
     }
 
     // After the rename the new file is complete even if the directory sync fails.
@@ -113,7 +141,13 @@ fn test_file_failure_at_every_step_keeps_previous_file() {
             }
         })
         .unwrap_err();
-    assert!(matches!(err, SnapshotError::File { step: "sync directory", .. }));
+    assert!(matches!(
+        err,
+        SnapshotError::File {
+            step: "sync directory",
+            ..
+        }
+    ));
     assert_eq!(load(&path).unwrap().0, state(9));
 }
 
@@ -121,8 +155,12 @@ fn test_file_failure_at_every_step_keeps_previous_file() {
 fn test_file_encoding_error_keeps_previous_file() {
     let dir = TempDir::new("encode-error");
     let path = dir.path("vm.snap");
-    Snapshot::new(map(), 2).save_to_file(&path, &state(1)).unwrap();
-    let err = Snapshot::new(map(), 1).save_to_file(&path, &state(666)).unwrap_err();
+    Snapshot::new(map(), 2)
+        .save_to_file(&path, &state(1))
+        .unwrap();
+    let err = Snapshot::new(map(), 1)
+        .save_to_file(&path, &state(666))
+        .unwrap_err();
     assert!(matches!(err, SnapshotError::Versionize(_)), "{err}");
     assert_eq!(load(&path).unwrap().0, state(1));
     assert_eq!(dir.entries(), ["vm.snap"]);
@@ -133,16 +171,38 @@ fn test_file_bad_paths_are_errors() {
     let dir = TempDir::new("bad-paths");
     let missing = load(&dir.path("missing.snap")).unwrap_err();
     assert!(
-        matches!(missing, SnapshotError::File { step: "open", kind: io::ErrorKind::NotFound, .. }),
+        matches!(
+            missing,
+            SnapshotError::File {
+                step: "open",
+                kind: io::ErrorKind::NotFound,
+                ..
+            }
+        ),
         "{missing}"
     );
     let directory = load(&dir.0).unwrap_err();
-    assert!(matches!(directory, SnapshotError::File { .. }), "{directory}");
+    assert!(
+        matches!(directory, SnapshotError::File { .. }),
+        "{directory}"
+    );
     let no_dir = Snapshot::new(map(), 2)
         .save_to_file(dir.path("no/such/dir/vm.snap"), &state(1))
         .unwrap_err();
-    assert!(matches!(no_dir, SnapshotError::File { step: "create temporary file", .. }), "{no_dir}");
+    assert!(
+        matches!(
+            no_dir,
+            SnapshotError::File {
+                step: "create temporary file",
+                ..
+            }
+        ),
+        "{no_dir}"
+    );
     let empty = dir.path("empty.snap");
     std::fs::write(&empty, b"").unwrap();
-    assert!(matches!(load(&empty).unwrap_err(), SnapshotError::InvalidSnapshotSize { len: 0, .. }));
+    assert!(matches!(
+        load(&empty).unwrap_err(),
+        SnapshotError::InvalidSnapshotSize { len: 0, .. }
+    ));
 }

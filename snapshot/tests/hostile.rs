@@ -24,7 +24,7 @@ fn map() -> VersionMap {
 
 fn device() -> Device {
     Device {
-        id: 0xC0FF_EE,
+        id: 0x00C0_FFEE,
         name: "vda".to_owned(),
         queues: vec![256, 128],
         enabled: true,
@@ -62,7 +62,13 @@ fn test_snapshot_every_truncation_is_rejected() {
         assert!(load(&bytes[..len]).is_err(), "length {len}");
         let err = Snapshot::load::<_, Device>(&mut &bytes[..len], bytes.len(), map()).unwrap_err();
         assert!(
-            matches!(err, SnapshotError::Io { kind: std::io::ErrorKind::UnexpectedEof, .. }),
+            matches!(
+                err,
+                SnapshotError::Io {
+                    kind: std::io::ErrorKind::UnexpectedEof,
+                    ..
+                }
+            ),
             "length {len}: {err}"
         );
     }
@@ -79,10 +85,16 @@ fn test_snapshot_every_bit_flip_is_rejected() {
         // The magic check names foreign files before the checksum is blamed; every other
         // flip is caught by the CRC.
         if bit >= 64 {
-            assert!(matches!(err, SnapshotError::Crc64 { .. }), "bit {bit}: {err}");
+            assert!(
+                matches!(err, SnapshotError::Crc64 { .. }),
+                "bit {bit}: {err}"
+            );
         } else {
             assert!(
-                matches!(err, SnapshotError::InvalidMagic { .. } | SnapshotError::Crc64 { .. }),
+                matches!(
+                    err,
+                    SnapshotError::InvalidMagic { .. } | SnapshotError::Crc64 { .. }
+                ),
                 "bit {bit}: {err}"
             );
         }
@@ -142,7 +154,13 @@ fn test_snapshot_format_versions() {
 #[test]
 fn test_snapshot_data_versions() {
     let bytes = valid_snapshot();
-    for (data, ok) in [(0u16, false), (1, true), (2, true), (3, false), (u16::MAX, false)] {
+    for (data, ok) in [
+        (0u16, false),
+        (1, true),
+        (2, true),
+        (3, false),
+        (u16::MAX, false),
+    ] {
         let mut body = bytes[..bytes.len() - 8].to_vec();
         body[8..10].copy_from_slice(&data.to_le_bytes());
         let result = load(&seal(&body));
@@ -150,13 +168,22 @@ fn test_snapshot_data_versions() {
             // Version 1 has no `enabled`: the `true` byte is left over.
             Err(SnapshotError::TrailingBytes { count: 1 }) if data == 1 => {}
             Ok(_) if ok => {}
-            Err(SnapshotError::InvalidDataVersion { found, latest: 2 }) if !ok && found == data => {}
+            Err(SnapshotError::InvalidDataVersion { found, latest: 2 }) if !ok && found == data => {
+            }
             other => panic!("data version {data}: {other:?}"),
         }
     }
     // Saving at a version the map does not have is refused up front.
-    let err = Snapshot::new(map(), 3).save(&mut Vec::new(), &device()).unwrap_err();
-    assert!(matches!(err, SnapshotError::InvalidDataVersion { found: 3, latest: 2 }));
+    let err = Snapshot::new(map(), 3)
+        .save(&mut Vec::new(), &device())
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        SnapshotError::InvalidDataVersion {
+            found: 3,
+            latest: 2
+        }
+    ));
 }
 
 #[test]
@@ -165,7 +192,10 @@ fn test_snapshot_trailing_bytes_are_rejected() {
     let mut body = bytes[..bytes.len() - 8].to_vec();
     body.extend_from_slice(&[0, 0, 0]);
     let err = load(&seal(&body)).unwrap_err();
-    assert!(matches!(err, SnapshotError::TrailingBytes { count: 3 }), "{err}");
+    assert!(
+        matches!(err, SnapshotError::TrailingBytes { count: 3 }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -173,10 +203,22 @@ fn test_snapshot_state_cap_is_checked_before_reading() {
     let bytes = valid_snapshot();
     let state_len = (bytes.len() - 18) as u64;
     let options = LoadOptions::default().with_max_state_len(state_len - 1);
-    let err = Snapshot::load_with::<_, Device>(&mut bytes.as_slice(), bytes.len(), map(), &options).unwrap_err();
-    assert!(matches!(err, SnapshotError::StateTooLarge { len, limit } if len == state_len && limit == state_len - 1));
+    let err = Snapshot::load_with::<_, Device>(&mut bytes.as_slice(), bytes.len(), map(), &options)
+        .unwrap_err();
+    assert!(
+        matches!(err, SnapshotError::StateTooLarge { len, limit } if len == state_len && limit == state_len - 1)
+    );
     // A claimed length far above the default cap is refused without reading.
     let mut empty: &[u8] = &[];
     let err = Snapshot::load::<_, Device>(&mut empty, usize::MAX, map()).unwrap_err();
-    assert!(matches!(err, SnapshotError::StateTooLarge { limit: 10_485_760, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SnapshotError::StateTooLarge {
+                limit: 10_485_760,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

@@ -50,7 +50,9 @@ impl Test {
         assert_ne!(target_version, Test::version());
         self.field0 = self.field4.iter().sum();
         if self.field0 == 6666 {
-            return Err(VersionizeError::Semantic("field4 element sum is 6666".to_owned()));
+            return Err(VersionizeError::Semantic(
+                "field4 element sum is 6666".to_owned(),
+            ));
         }
         Ok(())
     }
@@ -112,7 +114,8 @@ fn test_snapshot_struct_semantic_fn() {
     // v1: field4's ser_fn sets field0 to the sum, its de_fn rebuilds field4 from field0;
     // field3's hooks each increment field_x.
     let mem = save_at(&vm, 1, &state);
-    let (restored, version) = Snapshot::unchecked_load::<_, Test>(&mut mem.as_slice(), vm.clone()).unwrap();
+    let (restored, version) =
+        Snapshot::unchecked_load::<_, Test>(&mut mem.as_slice(), vm.clone()).unwrap();
     assert_eq!(version, 1);
     assert_eq!(restored.field0, state.field4.iter().sum::<u64>());
     assert_eq!(restored.field4, vec![restored.field0; 4]);
@@ -122,21 +125,27 @@ fn test_snapshot_struct_semantic_fn() {
 
     // v3: only field4's hooks run.
     let mem = save_at(&vm, 3, &state);
-    let (restored, _) = Snapshot::unchecked_load::<_, Test>(&mut mem.as_slice(), vm.clone()).unwrap();
+    let (restored, _) =
+        Snapshot::unchecked_load::<_, Test>(&mut mem.as_slice(), vm.clone()).unwrap();
     assert_eq!(restored.field0, state.field4.iter().sum::<u64>());
     assert_eq!(restored.field4, vec![restored.field0; 4]);
     assert_eq!(restored.field_x, 0);
 
     // v4: no hook runs.
     let mem = save_at(&vm, 4, &state);
-    let (restored, _) = Snapshot::unchecked_load::<_, Test>(&mut mem.as_slice(), vm.clone()).unwrap();
+    let (restored, _) =
+        Snapshot::unchecked_load::<_, Test>(&mut mem.as_slice(), vm.clone()).unwrap();
     assert_eq!(restored, state);
 
     // A truncated snapshot is an unexpected-end-of-file error from the state decoder.
     let err = Snapshot::unchecked_load::<_, Test>(&mut &mem[..10], vm).unwrap_err();
     match err {
         SnapshotError::Versionize(inner) => {
-            assert_eq!(inner.io_kind(), Some(std::io::ErrorKind::UnexpectedEof), "{inner}");
+            assert_eq!(
+                inner.io_kind(),
+                Some(std::io::ErrorKind::UnexpectedEof),
+                "{inner}"
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -165,7 +174,9 @@ fn test_snapshot_semantic_errors_propagate() {
     let err = Snapshot::unchecked_load::<_, Test>(&mut mem.as_slice(), vm).unwrap_err();
     match err {
         SnapshotError::Versionize(inner) => {
-            assert!(matches!(inner.root(), VersionizeError::Semantic(msg) if msg == "field0 is 7777"));
+            assert!(
+                matches!(inner.root(), VersionizeError::Semantic(msg) if msg == "field0 is 7777")
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -183,7 +194,8 @@ fn test_snapshot_struct_default_fn() {
 
     // A v1 `Test1` reads as a v1 `Test`: same layout.
     let mem = save_at(&vm, 1, &state_1);
-    let (restored, _) = Snapshot::unchecked_load::<_, Test>(&mut mem.as_slice(), vm.clone()).unwrap();
+    let (restored, _) =
+        Snapshot::unchecked_load::<_, Test>(&mut mem.as_slice(), vm.clone()).unwrap();
     assert_eq!(restored.field1, state_1.field1);
     assert_eq!(restored.field2, 20);
     assert_eq!(restored.field3, "default");
@@ -191,7 +203,8 @@ fn test_snapshot_struct_default_fn() {
     let expectations = [(2u16, 2u64, "default"), (3, 2, "test"), (4, 2, "test")];
     for (version, field2, field3) in expectations {
         let mem = save_at(&vm, version, &state);
-        let (restored, _) = Snapshot::unchecked_load::<_, Test>(&mut mem.as_slice(), vm.clone()).unwrap();
+        let (restored, _) =
+            Snapshot::unchecked_load::<_, Test>(&mut mem.as_slice(), vm.clone()).unwrap();
         assert_eq!(restored.field1, state.field1, "v{version}");
         assert_eq!(restored.field2, field2, "v{version}");
         assert_eq!(restored.field3, field3, "v{version}");
@@ -205,7 +218,9 @@ fn test1_snapshot() -> Vec<u8> {
         field1: 1,
     };
     let mut mem = Vec::new();
-    Snapshot::new(VersionMap::new(), 1).save(&mut mem, &state_1).unwrap();
+    Snapshot::new(VersionMap::new(), 1)
+        .save(&mut mem, &state_1)
+        .unwrap();
     mem
 }
 
@@ -216,7 +231,8 @@ fn test_snapshot_crc_ok() {
     // The original test loads from a larger zeroed buffer with an explicit length.
     let mut padded = vec![0u8; 1024];
     padded[..38].copy_from_slice(&mem);
-    let (state, version) = Snapshot::load::<_, Test1>(&mut padded.as_slice(), 38, VersionMap::new()).unwrap();
+    let (state, version) =
+        Snapshot::load::<_, Test1>(&mut padded.as_slice(), 38, VersionMap::new()).unwrap();
     assert_eq!(version, 1);
     assert_eq!(
         state,
@@ -232,7 +248,10 @@ fn test_snapshot_crc_ok() {
 fn test_snapshot_invalid_snapshot_size() {
     let mem = vec![0u8; 4];
     let err = Snapshot::load::<_, Test1>(&mut mem.as_slice(), 4, VersionMap::new()).unwrap_err();
-    assert!(matches!(err, SnapshotError::InvalidSnapshotSize { len: 4, min: 18 }), "{err}");
+    assert!(
+        matches!(err, SnapshotError::InvalidSnapshotSize { len: 4, min: 18 }),
+        "{err}"
+    );
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -267,6 +286,7 @@ fn test_snapshot_kvm_bindings_struct() {
     let vm = VersionMap::new();
     let mem = save_at(&vm, 1, &state);
     assert_eq!(&mem[10..14], &123_456u32.to_le_bytes());
-    let (restored, _) = Snapshot::unchecked_load::<_, kvm_pit_config>(&mut mem.as_slice(), vm).unwrap();
+    let (restored, _) =
+        Snapshot::unchecked_load::<_, kvm_pit_config>(&mut mem.as_slice(), vm).unwrap();
     assert_eq!(restored, state);
 }

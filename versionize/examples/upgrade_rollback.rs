@@ -9,7 +9,11 @@ struct BlockState {
     /// Sectors of the backing file.
     capacity: u64,
     /// Added in type version 2; app version 1 builds derive it from `capacity`.
-    #[version(start = 2, default_fn = "default_block_size", ser_fn = "fold_block_size")]
+    #[version(
+        start = 2,
+        default_fn = "default_block_size",
+        ser_fn = "fold_block_size"
+    )]
     block_size: u32,
 }
 

@@ -205,7 +205,12 @@ impl VersionizeError {
     /// Frames are kept outermost first, so each enclosing type prepends its own.
     #[cold]
     #[must_use]
-    pub fn in_field(self, type_name: &'static str, field: Option<&'static str>, version: u16) -> Self {
+    pub fn in_field(
+        self,
+        type_name: &'static str,
+        field: Option<&'static str>,
+        version: u16,
+    ) -> Self {
         let frame = ErrorFrame {
             type_name,
             field,

@@ -201,7 +201,11 @@ impl DecodeScope {
     /// # Errors
     /// I/O errors, [`VersionizeError::LengthLimit`] or [`VersionizeError::BudgetExceeded`].
     #[inline]
-    pub fn read_string_len<R: Read>(&self, reader: &mut R, limits: &Limits) -> VersionizeResult<usize> {
+    pub fn read_string_len<R: Read>(
+        &self,
+        reader: &mut R,
+        limits: &Limits,
+    ) -> VersionizeResult<usize> {
         let len = read_u64(reader)?;
         if len > limits.max_string_len {
             return Err(VersionizeError::LengthLimit {

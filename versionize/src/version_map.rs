@@ -209,8 +209,12 @@ mod tests {
             .new_version()
             .set_type_version(id::<A>(), 4);
         assert_eq!(map.latest_version(), 5);
-        let a: Vec<u16> = (1..=5).map(|v| map.get_type_version(v, id::<A>())).collect();
-        let b: Vec<u16> = (1..=5).map(|v| map.get_type_version(v, id::<B>())).collect();
+        let a: Vec<u16> = (1..=5)
+            .map(|v| map.get_type_version(v, id::<A>()))
+            .collect();
+        let b: Vec<u16> = (1..=5)
+            .map(|v| map.get_type_version(v, id::<B>()))
+            .collect();
         assert_eq!(a, [1, 2, 2, 2, 4]);
         assert_eq!(b, [1, 1, 3, 3, 3]);
     }
@@ -218,7 +222,8 @@ mod tests {
     #[test]
     fn test_version_map_set_twice_in_one_version_keeps_last() {
         let mut map = VersionMap::new();
-        map.set_type_version(id::<A>(), 2).set_type_version(id::<A>(), 3);
+        map.set_type_version(id::<A>(), 2)
+            .set_type_version(id::<A>(), 3);
         assert_eq!(map.get_type_version(1, id::<A>()), 3);
     }
 
@@ -268,7 +273,15 @@ mod tests {
 
     #[test]
     fn test_version_map_is_send_sync_unwind_safe() {
-        fn check<T: Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe + Clone + std::fmt::Debug>() {}
+        fn check<
+            T: Send
+                + Sync
+                + std::panic::UnwindSafe
+                + std::panic::RefUnwindSafe
+                + Clone
+                + std::fmt::Debug,
+        >() {
+        }
         check::<VersionMap>();
     }
 }

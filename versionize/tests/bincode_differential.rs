@@ -138,7 +138,9 @@ impl<T> Generate for PhantomData<T> {
 impl<K: Generate + Ord, V: Generate> Generate for BTreeMap<K, V> {
     fn generate(rng: &mut Rng) -> Self {
         let len = rng.below(8);
-        (0..len).map(|_| (K::generate(rng), V::generate(rng))).collect()
+        (0..len)
+            .map(|_| (K::generate(rng), V::generate(rng)))
+            .collect()
     }
 }
 impl<T: Generate + Ord> Generate for BTreeSet<T> {
@@ -150,7 +152,9 @@ impl<T: Generate + Ord> Generate for BTreeSet<T> {
 impl<K: Generate + Eq + std::hash::Hash, V: Generate> Generate for HashMap<K, V> {
     fn generate(rng: &mut Rng) -> Self {
         let len = rng.below(8);
-        (0..len).map(|_| (K::generate(rng), V::generate(rng))).collect()
+        (0..len)
+            .map(|_| (K::generate(rng), V::generate(rng)))
+            .collect()
     }
 }
 impl<T: Generate + Eq + std::hash::Hash> Generate for HashSet<T> {
@@ -193,7 +197,8 @@ fn theirs<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn theirs_decode<T: DeserializeOwned>(bytes: &[u8]) -> T {
-    let (value, read) = bincode::serde::decode_from_slice(bytes, bincode::config::legacy()).unwrap();
+    let (value, read) =
+        bincode::serde::decode_from_slice(bytes, bincode::config::legacy()).unwrap();
     assert_eq!(read, bytes.len(), "bincode left bytes");
     value
 }
@@ -210,8 +215,16 @@ where
         let our_bytes = ours(&value);
         let their_bytes = theirs(&value);
         assert_eq!(our_bytes, their_bytes, "case {case}: {value:?}");
-        assert_eq!(theirs(&ours_decode::<T>(&their_bytes)), their_bytes, "case {case}");
-        assert_eq!(ours(&theirs_decode::<T>(&our_bytes)), our_bytes, "case {case}");
+        assert_eq!(
+            theirs(&ours_decode::<T>(&their_bytes)),
+            their_bytes,
+            "case {case}"
+        );
+        assert_eq!(
+            ours(&theirs_decode::<T>(&our_bytes)),
+            our_bytes,
+            "case {case}"
+        );
     }
 }
 
@@ -298,7 +311,20 @@ fn test_differential_tuples() {
     same_bytes::<(u8,)>(70);
     same_bytes::<(u16, String)>(71);
     same_bytes::<(bool, char, i64)>(72);
-    same_bytes::<(u8, u16, u32, u64, i8, i16, i32, i64, bool, char, String, Vec<u8>)>(73);
+    same_bytes::<(
+        u8,
+        u16,
+        u32,
+        u64,
+        i8,
+        i16,
+        i32,
+        i64,
+        bool,
+        char,
+        String,
+        Vec<u8>,
+    )>(73);
 }
 
 #[test]

@@ -12,14 +12,20 @@ fn reference_crc(bytes: &[u8]) -> u64 {
     for &byte in bytes {
         crc ^= u64::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ POLY_REFLECTED } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ POLY_REFLECTED
+            } else {
+                crc >> 1
+            };
         }
     }
     crc
 }
 
 fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 31 % 256) as u8 ^ (i >> 8) as u8).collect()
+    (0..len)
+        .map(|i| (i * 31 % 256) as u8 ^ (i >> 8) as u8)
+        .collect()
 }
 
 #[test]
@@ -90,10 +96,18 @@ fn test_crc_writer_counts_only_accepted_bytes_on_short_writes() {
             limit,
         });
         let result = writer.write_all(&data);
-        assert_eq!(result.is_ok(), limit >= data.len(), "step {step} limit {limit}");
+        assert_eq!(
+            result.is_ok(),
+            limit >= data.len(),
+            "step {step} limit {limit}"
+        );
         let taken = writer.get_ref().taken.clone();
         assert_eq!(taken, data[..taken.len()]);
-        assert_eq!(writer.checksum(), crc64(&taken), "step {step} limit {limit}");
+        assert_eq!(
+            writer.checksum(),
+            crc64(&taken),
+            "step {step} limit {limit}"
+        );
     }
 }
 
@@ -116,7 +130,11 @@ impl Read for ShortReader<'_> {
         if self.given >= self.limit {
             return Err(io::Error::other("device gone"));
         }
-        let count = buf.len().min(self.step).min(self.data.len()).min(self.limit - self.given);
+        let count = buf
+            .len()
+            .min(self.step)
+            .min(self.data.len())
+            .min(self.limit - self.given);
         buf[..count].copy_from_slice(&self.data[..count]);
         self.data = &self.data[count..];
         self.given += count;
@@ -139,6 +157,10 @@ fn test_crc_reader_counts_only_returned_bytes_on_short_reads() {
         let result = reader.read_exact(&mut buffer);
         let given = reader.get_ref().given;
         assert_eq!(result.is_ok(), given == data.len());
-        assert_eq!(reader.checksum(), crc64(&data[..given]), "step {step} limit {limit}");
+        assert_eq!(
+            reader.checksum(),
+            crc64(&data[..given]),
+            "step {step} limit {limit}"
+        );
     }
 }

@@ -25,7 +25,10 @@ fn hostile(len: u64) -> [u8; 20] {
 }
 
 /// Decodes `bytes` as `T`, returning the error and the bytes allocated meanwhile.
-fn decode_counting<T: Versionize + Debug>(bytes: &[u8], map: &VersionMap) -> (VersionizeError, usize) {
+fn decode_counting<T: Versionize + Debug>(
+    bytes: &[u8],
+    map: &VersionMap,
+) -> (VersionizeError, usize) {
     let before = ALLOCATOR.total_allocated();
     let result = T::deserialize(&mut &bytes[..], map, 1);
     let allocated = ALLOCATOR.total_allocated() - before;
@@ -49,10 +52,19 @@ fn test_limits_huge_claims_allocate_almost_nothing() {
             ("Vec<u8>", decode_counting::<Vec<u8>>(&input, &map)),
             ("Vec<()>", decode_counting::<Vec<()>>(&input, &map)),
             ("Vec<String>", decode_counting::<Vec<String>>(&input, &map)),
-            ("VecDeque<u32>", decode_counting::<VecDeque<u32>>(&input, &map)),
-            ("HashMap<u64, u64>", decode_counting::<HashMap<u64, u64>>(&input, &map)),
+            (
+                "VecDeque<u32>",
+                decode_counting::<VecDeque<u32>>(&input, &map),
+            ),
+            (
+                "HashMap<u64, u64>",
+                decode_counting::<HashMap<u64, u64>>(&input, &map),
+            ),
             ("HashSet<()>", decode_counting::<HashSet<()>>(&input, &map)),
-            ("BTreeMap<u8, u8>", decode_counting::<BTreeMap<u8, u8>>(&input, &map)),
+            (
+                "BTreeMap<u8, u8>",
+                decode_counting::<BTreeMap<u8, u8>>(&input, &map),
+            ),
         ];
         for (name, (err, allocated)) in checks {
             assert!(
@@ -62,7 +74,10 @@ fn test_limits_huge_claims_allocate_almost_nothing() {
                 ),
                 "{name} claim {claim}: {err}"
             );
-            assert!(allocated < ALMOST_NOTHING, "{name} claim {claim}: allocated {allocated} bytes");
+            assert!(
+                allocated < ALMOST_NOTHING,
+                "{name} claim {claim}: allocated {allocated} bytes"
+            );
         }
     }
 }
@@ -74,12 +89,25 @@ fn test_limits_in_budget_claim_with_short_input_allocates_little() {
     // 8 MiB fits the 10 MiB budget, but only 12 bytes follow: the decoder must not reserve
     // the whole claim before the input runs out.
     for (name, (err, allocated)) in [
-        ("Vec<u8>", decode_counting::<Vec<u8>>(&hostile(8 << 20), &map)),
-        ("Vec<u64>", decode_counting::<Vec<u64>>(&hostile(1 << 20), &map)),
+        (
+            "Vec<u8>",
+            decode_counting::<Vec<u8>>(&hostile(8 << 20), &map),
+        ),
+        (
+            "Vec<u64>",
+            decode_counting::<Vec<u64>>(&hostile(1 << 20), &map),
+        ),
         ("String", decode_counting::<String>(&hostile(1 << 20), &map)),
     ] {
-        assert_eq!(err.io_kind(), Some(std::io::ErrorKind::UnexpectedEof), "{name}");
-        assert!(allocated <= 512 * 1024, "{name}: allocated {allocated} bytes");
+        assert_eq!(
+            err.io_kind(),
+            Some(std::io::ErrorKind::UnexpectedEof),
+            "{name}"
+        );
+        assert!(
+            allocated <= 512 * 1024,
+            "{name}: allocated {allocated} bytes"
+        );
     }
 }
 
@@ -92,7 +120,16 @@ fn test_limits_zero_sized_elements_do_not_divide_by_zero_or_spin() {
     assert!(matches!(err.root(), VersionizeError::LengthLimit { .. }));
     let small = VersionMap::new().with_limits(Limits::default().with_budget(1000));
     let (err, _) = decode_counting::<Vec<()>>(&hostile(1001), &small);
-    assert!(matches!(err.root(), VersionizeError::BudgetExceeded { requested: 1001, .. }), "{err}");
+    assert!(
+        matches!(
+            err.root(),
+            VersionizeError::BudgetExceeded {
+                requested: 1001,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let ok = Vec::<()>::deserialize(&mut &hostile(1000)[..8], &small, 1).unwrap();
     assert_eq!(ok.len(), 1000);
 }
@@ -106,12 +143,23 @@ fn test_limits_budget_spans_the_whole_top_level_decode() {
     let mut bytes = Vec::new();
     value.serialize(&mut bytes, &map, 1).unwrap();
     let err = Vec::<Vec<u8>>::deserialize(&mut bytes.as_slice(), &map, 1).unwrap_err();
-    assert!(matches!(err.root(), VersionizeError::BudgetExceeded { budget: 1000, .. }), "{err}");
+    assert!(
+        matches!(
+            err.root(),
+            VersionizeError::BudgetExceeded { budget: 1000, .. }
+        ),
+        "{err}"
+    );
     // One of them decodes, and the budget is fresh for the next top-level decode.
     for _ in 0..3 {
         let mut one = Vec::new();
         vec![1u8; 600].serialize(&mut one, &map, 1).unwrap();
-        assert_eq!(Vec::<u8>::deserialize(&mut one.as_slice(), &map, 1).unwrap().len(), 600);
+        assert_eq!(
+            Vec::<u8>::deserialize(&mut one.as_slice(), &map, 1)
+                .unwrap()
+                .len(),
+            600
+        );
     }
 }
 
@@ -125,11 +173,25 @@ fn test_limits_string_and_collection_caps() {
     let mut bytes = Vec::new();
     "hello".to_owned().serialize(&mut bytes, &map, 1).unwrap();
     let err = String::deserialize(&mut bytes.as_slice(), &map, 1).unwrap_err();
-    assert!(matches!(err.root(), VersionizeError::LengthLimit { what: "String", found: 5, limit: 4 }));
+    assert!(matches!(
+        err.root(),
+        VersionizeError::LengthLimit {
+            what: "String",
+            found: 5,
+            limit: 4
+        }
+    ));
     bytes.clear();
     vec![1u8; 4].serialize(&mut bytes, &map, 1).unwrap();
     let err = Vec::<u8>::deserialize(&mut bytes.as_slice(), &map, 1).unwrap_err();
-    assert!(matches!(err.root(), VersionizeError::LengthLimit { what: "collection", found: 4, limit: 3 }));
+    assert!(matches!(
+        err.root(),
+        VersionizeError::LengthLimit {
+            what: "collection",
+            found: 4,
+            limit: 3
+        }
+    ));
 }
 
 /// A recursive type written by hand, as a user would for a linked structure.
@@ -137,7 +199,12 @@ fn test_limits_string_and_collection_caps() {
 struct Chain(Option<Box<Chain>>);
 
 impl Versionize for Chain {
-    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+    fn serialize<W: Write>(
+        &self,
+        writer: &mut W,
+        map: &VersionMap,
+        v: u16,
+    ) -> VersionizeResult<()> {
         self.0.serialize(writer, map, v)
     }
     fn deserialize<R: Read>(reader: &mut R, map: &VersionMap, v: u16) -> VersionizeResult<Self> {
@@ -155,7 +222,10 @@ fn test_limits_nesting_depth_is_bounded() {
     let input = vec![1u8; 100_000];
     let map = VersionMap::new();
     let err = Chain::deserialize(&mut input.as_slice(), &map, 1).unwrap_err();
-    assert!(matches!(err.root(), VersionizeError::DepthLimit { limit: 128 }), "{err}");
+    assert!(
+        matches!(err.root(), VersionizeError::DepthLimit { limit: 128 }),
+        "{err}"
+    );
     // Within the limit it decodes.
     let mut shallow = vec![1u8; 20];
     shallow.push(0);

@@ -34,10 +34,7 @@ fn test_wire_unsigned_integers() {
     check(0xABu8, &[0xAB]);
     check(0x1234u16, &[0x34, 0x12]);
     check(0x1234_5678u32, &[0x78, 0x56, 0x34, 0x12]);
-    check(
-        0x0102_0304_0506_0708u64,
-        &[8, 7, 6, 5, 4, 3, 2, 1],
-    );
+    check(0x0102_0304_0506_0708u64, &[8, 7, 6, 5, 4, 3, 2, 1]);
     check(
         0x0102_0304_0506_0708_090A_0B0C_0D0E_0F10u128,
         &[16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1],
@@ -83,7 +80,13 @@ fn test_wire_bool_rejects_other_bytes() {
 
 #[test]
 fn test_wire_char_rejects_invalid_utf8() {
-    for bad in [&[0x80u8][..], &[0xC0, 0x80], &[0xED, 0xA0, 0x80], &[0xF5, 0x80, 0x80, 0x80], &[0xFF]] {
+    for bad in [
+        &[0x80u8][..],
+        &[0xC0, 0x80],
+        &[0xED, 0xA0, 0x80],
+        &[0xF5, 0x80, 0x80, 0x80],
+        &[0xFF],
+    ] {
         assert!(matches!(
             decode::<char>(bad),
             Err(VersionizeError::InvalidUtf8 { what: "char" })
@@ -94,10 +97,7 @@ fn test_wire_char_rejects_invalid_utf8() {
 #[test]
 fn test_wire_string() {
     check(String::new(), &[0, 0, 0, 0, 0, 0, 0, 0]);
-    check(
-        "hi".to_owned(),
-        &[2, 0, 0, 0, 0, 0, 0, 0, b'h', b'i'],
-    );
+    check("hi".to_owned(), &[2, 0, 0, 0, 0, 0, 0, 0, b'h', b'i']);
     assert!(matches!(
         decode::<String>(&[2, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFE]),
         Err(VersionizeError::InvalidUtf8 { what: "String" })
@@ -106,10 +106,7 @@ fn test_wire_string() {
 
 #[test]
 fn test_wire_sequences() {
-    check(
-        vec![1u16, 2],
-        &[2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 0],
-    );
+    check(vec![1u16, 2], &[2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 0]);
     check(Vec::<u64>::new(), &[0; 8]);
     check(
         VecDeque::from(vec![7u8, 8, 9]),
@@ -155,7 +152,9 @@ fn test_wire_tuples() {
     check((1u8,), &[1]);
     check((1u8, 2u16, true), &[1, 2, 0, 1]);
     check(
-        (1u8, 2u8, 3u8, 4u8, 5u8, 6u8, 7u8, 8u8, 9u8, 10u8, 11u8, 12u8),
+        (
+            1u8, 2u8, 3u8, 4u8, 5u8, 6u8, 7u8, 8u8, 9u8, 10u8, 11u8, 12u8,
+        ),
         &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
     );
 }
@@ -180,7 +179,11 @@ fn test_wire_truncated_input_is_an_io_error() {
     let bytes = encode(&vec![1u32, 2, 3]);
     for len in 0..bytes.len() {
         let err = decode::<Vec<u32>>(&bytes[..len]).expect_err("truncated");
-        assert_eq!(err.io_kind(), Some(std::io::ErrorKind::UnexpectedEof), "len {len}");
+        assert_eq!(
+            err.io_kind(),
+            Some(std::io::ErrorKind::UnexpectedEof),
+            "len {len}"
+        );
     }
 }
 

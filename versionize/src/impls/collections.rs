@@ -18,7 +18,12 @@ fn write_len<W: Write>(writer: &mut W, len: usize) -> VersionizeResult<()> {
 
 impl<T: Versionize> Versionize for Vec<T> {
     #[inline]
-    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+    fn serialize<W: Write>(
+        &self,
+        writer: &mut W,
+        map: &VersionMap,
+        v: u16,
+    ) -> VersionizeResult<()> {
         write_len(writer, self.len())?;
         T::serialize_slice(self, writer, map, v)
     }
@@ -38,7 +43,12 @@ impl<T: Versionize> Versionize for Vec<T> {
 }
 
 impl<T: Versionize> Versionize for VecDeque<T> {
-    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+    fn serialize<W: Write>(
+        &self,
+        writer: &mut W,
+        map: &VersionMap,
+        v: u16,
+    ) -> VersionizeResult<()> {
         write_len(writer, self.len())?;
         let (front, back) = self.as_slices();
         T::serialize_slice(front, writer, map, v)?;
@@ -56,7 +66,12 @@ impl<T: Versionize> Versionize for VecDeque<T> {
 
 impl<T: Versionize, const N: usize> Versionize for [T; N] {
     #[inline]
-    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+    fn serialize<W: Write>(
+        &self,
+        writer: &mut W,
+        map: &VersionMap,
+        v: u16,
+    ) -> VersionizeResult<()> {
         T::serialize_slice(self, writer, map, v)
     }
 
@@ -71,7 +86,12 @@ impl<T: Versionize, const N: usize> Versionize for [T; N] {
 }
 
 impl<K: Versionize + Ord, V: Versionize> Versionize for BTreeMap<K, V> {
-    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+    fn serialize<W: Write>(
+        &self,
+        writer: &mut W,
+        map: &VersionMap,
+        v: u16,
+    ) -> VersionizeResult<()> {
         write_len(writer, self.len())?;
         for (key, value) in self {
             key.serialize(writer, map, v)?;
@@ -98,7 +118,12 @@ impl<K: Versionize + Ord, V: Versionize> Versionize for BTreeMap<K, V> {
 }
 
 impl<T: Versionize + Ord> Versionize for BTreeSet<T> {
-    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+    fn serialize<W: Write>(
+        &self,
+        writer: &mut W,
+        map: &VersionMap,
+        v: u16,
+    ) -> VersionizeResult<()> {
         write_len(writer, self.len())?;
         for item in self {
             item.serialize(writer, map, v)?;
@@ -127,7 +152,12 @@ where
     V: Versionize,
     S: BuildHasher + Default,
 {
-    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+    fn serialize<W: Write>(
+        &self,
+        writer: &mut W,
+        map: &VersionMap,
+        v: u16,
+    ) -> VersionizeResult<()> {
         write_len(writer, self.len())?;
         for (key, value) in self {
             key.serialize(writer, map, v)?;
@@ -139,7 +169,8 @@ where
     fn deserialize<R: Read>(reader: &mut R, map: &VersionMap, v: u16) -> VersionizeResult<Self> {
         let scope = DecodeScope::enter(map.limits())?;
         let len = scope.read_collection_len(reader, map.limits(), size_of::<(K, V)>())?;
-        let mut out = HashMap::with_capacity_and_hasher(initial_capacity::<(K, V)>(len), S::default());
+        let mut out =
+            HashMap::with_capacity_and_hasher(initial_capacity::<(K, V)>(len), S::default());
         for _ in 0..len {
             let key = K::deserialize(reader, map, v)?;
             let value = V::deserialize(reader, map, v)?;
@@ -158,7 +189,12 @@ where
     T: Versionize + Eq + Hash,
     S: BuildHasher + Default,
 {
-    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+    fn serialize<W: Write>(
+        &self,
+        writer: &mut W,
+        map: &VersionMap,
+        v: u16,
+    ) -> VersionizeResult<()> {
         write_len(writer, self.len())?;
         for item in self {
             item.serialize(writer, map, v)?;

@@ -17,10 +17,16 @@ where
     T: Default + FamStruct + Versionize + PartialEq,
     T::Entry: Versionize,
 {
-    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+    fn serialize<W: Write>(
+        &self,
+        writer: &mut W,
+        map: &VersionMap,
+        v: u16,
+    ) -> VersionizeResult<()> {
         self.as_fam_struct_ref().serialize(writer, map, v)?;
         let entries = self.as_slice();
-        let len = u64::try_from(entries.len()).map_err(|_| VersionizeError::OutOfRange("fam length"))?;
+        let len =
+            u64::try_from(entries.len()).map_err(|_| VersionizeError::OutOfRange("fam length"))?;
         len.serialize(writer, map, v)?;
         T::Entry::serialize_slice(entries, writer, map, v)
     }
@@ -34,8 +40,9 @@ where
                 entries: u64::try_from(entries.len()).unwrap_or(u64::MAX),
             });
         }
-        let wrapper = FamStructWrapper::<T>::from_entries(&entries)
-            .map_err(|_| VersionizeError::OutOfRange("fam entry count above the struct's maximum"))?;
+        let wrapper = FamStructWrapper::<T>::from_entries(&entries).map_err(|_| {
+            VersionizeError::OutOfRange("fam entry count above the struct's maximum")
+        })?;
         if *wrapper.as_fam_struct_ref() != header {
             return Err(VersionizeError::OutOfRange(
                 "fam header fields other than the length must be zero",

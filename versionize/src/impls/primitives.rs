@@ -157,7 +157,12 @@ impl Versionize for u8 {
 
 impl Versionize for usize {
     #[inline]
-    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+    fn serialize<W: Write>(
+        &self,
+        writer: &mut W,
+        map: &VersionMap,
+        v: u16,
+    ) -> VersionizeResult<()> {
         let wide = u64::try_from(*self).map_err(|_| VersionizeError::OutOfRange("usize"))?;
         wide.serialize(writer, map, v)
     }
@@ -175,7 +180,12 @@ impl Versionize for usize {
 
 impl Versionize for isize {
     #[inline]
-    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+    fn serialize<W: Write>(
+        &self,
+        writer: &mut W,
+        map: &VersionMap,
+        v: u16,
+    ) -> VersionizeResult<()> {
         let wide = i64::try_from(*self).map_err(|_| VersionizeError::OutOfRange("isize"))?;
         wide.serialize(writer, map, v)
     }

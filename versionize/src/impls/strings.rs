@@ -6,8 +6,14 @@ use crate::{DecodeScope, VersionMap, Versionize, VersionizeError, VersionizeResu
 
 impl Versionize for String {
     #[inline]
-    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
-        let len = u64::try_from(self.len()).map_err(|_| VersionizeError::OutOfRange("String length"))?;
+    fn serialize<W: Write>(
+        &self,
+        writer: &mut W,
+        map: &VersionMap,
+        v: u16,
+    ) -> VersionizeResult<()> {
+        let len =
+            u64::try_from(self.len()).map_err(|_| VersionizeError::OutOfRange("String length"))?;
         len.serialize(writer, map, v)?;
         writer.write_all(self.as_bytes())?;
         Ok(())

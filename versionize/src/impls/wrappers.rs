@@ -10,7 +10,12 @@ use crate::{DecodeScope, VersionMap, Versionize, VersionizeError, VersionizeResu
 
 impl<T: Versionize> Versionize for Option<T> {
     #[inline]
-    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+    fn serialize<W: Write>(
+        &self,
+        writer: &mut W,
+        map: &VersionMap,
+        v: u16,
+    ) -> VersionizeResult<()> {
         match self {
             None => {
                 writer.write_all(&[0])?;
@@ -41,7 +46,12 @@ impl<T: Versionize> Versionize for Option<T> {
 
 impl<T: Versionize> Versionize for Box<T> {
     #[inline]
-    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+    fn serialize<W: Write>(
+        &self,
+        writer: &mut W,
+        map: &VersionMap,
+        v: u16,
+    ) -> VersionizeResult<()> {
         (**self).serialize(writer, map, v)
     }
 
@@ -59,7 +69,12 @@ impl<T: Versionize> Versionize for Box<T> {
 
 impl<T: Versionize> Versionize for Arc<T> {
     #[inline]
-    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+    fn serialize<W: Write>(
+        &self,
+        writer: &mut W,
+        map: &VersionMap,
+        v: u16,
+    ) -> VersionizeResult<()> {
         (**self).serialize(writer, map, v)
     }
 
@@ -76,7 +91,12 @@ impl<T: Versionize> Versionize for Arc<T> {
 
 impl<T: Versionize> Versionize for Wrapping<T> {
     #[inline]
-    fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+    fn serialize<W: Write>(
+        &self,
+        writer: &mut W,
+        map: &VersionMap,
+        v: u16,
+    ) -> VersionizeResult<()> {
         self.0.serialize(writer, map, v)
     }
 
