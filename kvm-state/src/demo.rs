@@ -7,18 +7,23 @@
 //! an `out` of a 32-bit value to [`REPORT_PORT`], so a VMM can stop it after any phase:
 //!
 //! 1. reports [`START_MARKER`];
-//! 2. loads two 64-bit constants into `xmm0`/`xmm1` (`movq`) and 16 bytes of memory into
-//!    `xmm2` (`movdqu`), reports 1;
+//! 2. loads 16 bytes each into `xmm0` and `xmm9` (`movdqu`), wipes their source in memory,
+//!    reports 1;
 //! 3. writes `IA32_KERNEL_GS_BASE` (an MSR only KVM's MSR list carries), reports 2;
 //! 4. enables the LAPIC, starts its periodic timer (vector 0x20, whose handler counts ticks
 //!    in memory and EOIs), `sti`, and `hlt`s until 5 ticks have happened, reports 3;
-//! 5. reports `xmm0`, `xmm1` and `xmm2` (as 32-bit halves/quarters) and the MSR;
+//! 5. reports `xmm0` and `xmm9` (stored to memory with `movdqu`, four words each) and the
+//!    MSR (low, high word);
 //! 6. `hlt`s until 10 ticks have happened, reports 5;
 //! 7. `cli`, reports [`DONE_MARKER`] to [`DONE_PORT`] and halts.
 //!
 //! The output is deterministic: the guest waits for a fixed number of ticks and never
 //! reports how many happened. It uses only instructions that KVM's instruction emulator
-//! handles (no SSE arithmetic), so it also runs on hosts without hardware virtualization.
+//! handles (SSE only as `movdqu` loads and stores; `movq` between XMM and general registers and SSE
+//! arithmetic stop PVM's emulator), so it also runs on hosts without hardware virtualization.
+//!
+//! [`DemoVm::save_microvm`] pauses the guest after an exit and gathers its complete
+//! [`MicrovmState`]; [`DemoVm::restore_microvm`] puts such a state into a fresh [`DemoVm`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -32,7 +37,10 @@ use kvm_bindings::{
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
 use crate::error::{KvmStateError, Result};
-use crate::vcpu::{exit_name, VcpuCaps};
+use crate::microvm::{DevicesState, MemoryRegionState, MicrovmState};
+use crate::msr::savable_msr_indices;
+use crate::vcpu::{exit_name, pause_vcpu, restore_vcpu, save_vcpu};
+use crate::vm::{restore_vm, save_vm};
 
 /// Size of guest memory: 2 MiB at guest physical address 0.
 pub const MEM_SIZE: usize = 2 << 20;
@@ -48,12 +56,10 @@ pub const START_MARKER: u32 = 0x5354_4152;
 pub const DONE_MARKER: u32 = 0x454e_4f44;
 /// Value the guest writes to `IA32_KERNEL_GS_BASE` (canonical).
 pub const KERNEL_GS_BASE_VALUE: u64 = 0x0000_7654_89ab_cdef;
-/// Value loaded into `xmm0`.
-pub const XMM0_VALUE: u64 = 0x0123_4567_89ab_cdef;
-/// Value loaded into `xmm1`.
-pub const XMM1_VALUE: u64 = 0xfedc_ba98_7654_3210;
-/// The 16 bytes the guest loads into `xmm2`, as four little-endian words.
-pub const XMM2_VALUE: [u32; 4] = [0x1111_2222, 0x3333_4444, 0x5555_6666, 0x7777_8888];
+/// The 16 bytes the guest loads into `xmm0`, as four little-endian words.
+pub const XMM0_VALUE: [u32; 4] = [0x89ab_cdef, 0x0123_4567, 0x7654_3210, 0xfedc_ba98];
+/// The 16 bytes the guest loads into `xmm9`, as four little-endian words.
+pub const XMM9_VALUE: [u32; 4] = [0x1111_2222, 0x3333_4444, 0x5555_6666, 0x7777_8888];
 /// Default limit on how long one run call may take before it fails.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -68,13 +74,14 @@ const IDT: u64 = 0x6000;
 const STUBS: u64 = 0x7000;
 const CODE: u64 = 0x8000;
 const TICKS: u64 = 0x1_0000;
-const XMM2_DATA: u64 = 0x1_0010;
+const XMM0_DATA: u64 = 0x1_0010;
+const XMM9_DATA: u64 = 0x1_0020;
 const STACK_TOP: u64 = 0x2_0000;
 const LAPIC_BASE: u64 = 0xfee0_0000;
 
 // Offsets of the handlers inside `GUEST_CODE`.
-const TIMER_HANDLER: u64 = 0x102;
-const SPURIOUS_HANDLER: u64 = 0x118;
+const TIMER_HANDLER: u64 = 0x132;
+const SPURIOUS_HANDLER: u64 = 0x148;
 const TIMER_VECTOR: usize = 0x20;
 const SPURIOUS_VECTOR: usize = 0xff;
 
@@ -82,91 +89,95 @@ const SPURIOUS_VECTOR: usize = 0xff;
 #[rustfmt::skip]
 const GUEST_CODE: &[u8] = &[
     // --- phase 1: start
-    0xb8, 0x52, 0x41, 0x54, 0x53,                   // 000: mov eax, START_MARKER
-    0xe7, 0x10,                                     // 005: out 0x10, eax
-    // --- phase 2: XMM registers
-    0x48, 0xb8, 0xef, 0xcd, 0xab, 0x89, 0x67, 0x45, 0x23, 0x01, // 007: movabs rax, XMM0_VALUE
-    0x66, 0x48, 0x0f, 0x6e, 0xc0,                   // 011: movq xmm0, rax
-    0x48, 0xb8, 0x10, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe, // 016: movabs rax, XMM1_VALUE
-    0x66, 0x48, 0x0f, 0x6e, 0xc8,                   // 020: movq xmm1, rax
-    0xf3, 0x0f, 0x6f, 0x14, 0x25, 0x10, 0x00, 0x01, 0x00, // 025: movdqu xmm2, [0x10010]
-    0xb8, 0x01, 0x00, 0x00, 0x00,                   // 02e: mov eax, 1
-    0xe7, 0x10,                                     // 033: out 0x10, eax
-    // --- phase 3: IA32_KERNEL_GS_BASE
-    0xb9, 0x02, 0x01, 0x00, 0xc0,                   // 035: mov ecx, 0xc0000102
-    0xb8, 0xef, 0xcd, 0xab, 0x89,                   // 03a: mov eax, 0x89abcdef
-    0xba, 0x54, 0x76, 0x00, 0x00,                   // 03f: mov edx, 0x7654
-    0x0f, 0x30,                                     // 044: wrmsr
-    0x31, 0xc0,                                     // 046: xor eax, eax
-    0x31, 0xd2,                                     // 048: xor edx, edx
-    0xb8, 0x02, 0x00, 0x00, 0x00,                   // 04a: mov eax, 2
-    0xe7, 0x10,                                     // 04f: out 0x10, eax
-    // --- phase 4: LAPIC timer, wait for 5 ticks
-    0xbb, 0x00, 0x00, 0xe0, 0xfe,                   // 051: mov ebx, 0xfee00000 (LAPIC)
-    0xc7, 0x83, 0xf0, 0x00, 0x00, 0x00, 0xff, 0x01, 0x00, 0x00, // 056: mov dword [rbx+0xf0], 0x1ff (SVR: enable, spurious 0xff)
-    0xc7, 0x83, 0xe0, 0x03, 0x00, 0x00, 0x0b, 0x00, 0x00, 0x00, // 060: mov dword [rbx+0x3e0], 0xb (divide by 1)
-    0xc7, 0x83, 0x20, 0x03, 0x00, 0x00, 0x20, 0x00, 0x02, 0x00, // 06a: mov dword [rbx+0x320], 0x20020 (LVT timer: periodic, vector 0x20)
-    0xc7, 0x83, 0x80, 0x03, 0x00, 0x00, 0xa0, 0x86, 0x01, 0x00, // 074: mov dword [rbx+0x380], 100000 (initial count: 100 us)
-    0xfb,                                           // 07e: sti
-    0xf4,                                           // 07f: wait1: hlt
-    0x83, 0x3c, 0x25, 0x00, 0x00, 0x01, 0x00, 0x05, // 080: cmp dword [0x10000], 5
-    0x72, 0xf5,                                     // 088: jb wait1
-    0xb8, 0x03, 0x00, 0x00, 0x00,                   // 08a: mov eax, 3
-    0xe7, 0x10,                                     // 08f: out 0x10, eax
-    // --- phase 5: report the XMM registers and the MSR
-    0x66, 0x48, 0x0f, 0x7e, 0xc0,                   // 091: movq rax, xmm0
-    0xe7, 0x10,                                     // 096: out 0x10, eax
-    0x48, 0xc1, 0xe8, 0x20,                         // 098: shr rax, 32
-    0xe7, 0x10,                                     // 09c: out 0x10, eax
-    0x66, 0x48, 0x0f, 0x7e, 0xc8,                   // 09e: movq rax, xmm1
-    0xe7, 0x10,                                     // 0a3: out 0x10, eax
-    0x48, 0xc1, 0xe8, 0x20,                         // 0a5: shr rax, 32
-    0xe7, 0x10,                                     // 0a9: out 0x10, eax
-    0xf3, 0x0f, 0x7f, 0x14, 0x25, 0x20, 0x00, 0x01, 0x00, // 0ab: movdqu [0x10020], xmm2
-    0x8b, 0x04, 0x25, 0x20, 0x00, 0x01, 0x00,       // 0b4: mov eax, [0x10020]
-    0xe7, 0x10,                                     // 0bb: out 0x10, eax
-    0x8b, 0x04, 0x25, 0x24, 0x00, 0x01, 0x00,       // 0bd: mov eax, [0x10024]
-    0xe7, 0x10,                                     // 0c4: out 0x10, eax
-    0x8b, 0x04, 0x25, 0x28, 0x00, 0x01, 0x00,       // 0c6: mov eax, [0x10028]
-    0xe7, 0x10,                                     // 0cd: out 0x10, eax
-    0x8b, 0x04, 0x25, 0x2c, 0x00, 0x01, 0x00,       // 0cf: mov eax, [0x1002c]
-    0xe7, 0x10,                                     // 0d6: out 0x10, eax
-    0xb9, 0x02, 0x01, 0x00, 0xc0,                   // 0d8: mov ecx, 0xc0000102
-    0x0f, 0x32,                                     // 0dd: rdmsr
-    0xe7, 0x10,                                     // 0df: out 0x10, eax
-    0x89, 0xd0,                                     // 0e1: mov eax, edx
-    0xe7, 0x10,                                     // 0e3: out 0x10, eax
-    // --- phase 6: wait for 10 ticks in all
-    0xf4,                                           // 0e5: wait2: hlt
-    0x83, 0x3c, 0x25, 0x00, 0x00, 0x01, 0x00, 0x0a, // 0e6: cmp dword [0x10000], 10
-    0x72, 0xf5,                                     // 0ee: jb wait2
-    0xb8, 0x05, 0x00, 0x00, 0x00,                   // 0f0: mov eax, 5
-    0xe7, 0x10,                                     // 0f5: out 0x10, eax
+    0xb8, 0x52, 0x41, 0x54, 0x53,                    // 000: mov eax,0x53544152
+    0xe7, 0x10,                                      // 005: out 0x10,eax
+    // --- phase 2: load xmm0 and xmm9 from memory, then wipe the memory
+    0xf3, 0x0f, 0x6f, 0x04, 0x25, 0x10, 0x00, 0x01, 0x00, // 007: movdqu xmm0,0x10010
+    0xf3, 0x44, 0x0f, 0x6f, 0x0c, 0x25, 0x20, 0x00, 0x01, 0x00, // 010: movdqu xmm9,0x10020
+    0x48, 0xc7, 0x04, 0x25, 0x10, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, // 01a: mov qword 0x10010,0x0
+    0x48, 0xc7, 0x04, 0x25, 0x18, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, // 026: mov qword 0x10018,0x0
+    0x48, 0xc7, 0x04, 0x25, 0x20, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, // 032: mov qword 0x10020,0x0
+    0x48, 0xc7, 0x04, 0x25, 0x28, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, // 03e: mov qword 0x10028,0x0
+    0xb8, 0x01, 0x00, 0x00, 0x00,                    // 04a: mov eax,0x1
+    0xe7, 0x10,                                      // 04f: out 0x10,eax
+    // --- phase 3: write IA32_KERNEL_GS_BASE, clear the registers that held the value
+    0xb9, 0x02, 0x01, 0x00, 0xc0,                    // 051: mov ecx,0xc0000102
+    0xb8, 0xef, 0xcd, 0xab, 0x89,                    // 056: mov eax,0x89abcdef
+    0xba, 0x54, 0x76, 0x00, 0x00,                    // 05b: mov edx,0x7654
+    0x0f, 0x30,                                      // 060: wrmsr
+    0x31, 0xc0,                                      // 062: xor eax,eax
+    0x31, 0xd2,                                      // 064: xor edx,edx
+    0xb8, 0x02, 0x00, 0x00, 0x00,                    // 066: mov eax,0x2
+    0xe7, 0x10,                                      // 06b: out 0x10,eax
+    // --- phase 4: LAPIC timer every 100 us (vector 0x20), wait for 5 ticks
+    0xbb, 0x00, 0x00, 0xe0, 0xfe,                    // 06d: mov ebx,0xfee00000 (LAPIC base)
+    0xc7, 0x83, 0xf0, 0x00, 0x00, 0x00, 0xff, 0x01, 0x00, 0x00, // 072: mov dword [rbx+0xf0],0x1ff (SVR: enable, spurious vector 0xff)
+    0xc7, 0x83, 0xe0, 0x03, 0x00, 0x00, 0x0b, 0x00, 0x00, 0x00, // 07c: mov dword [rbx+0x3e0],0xb (divide by 1)
+    0xc7, 0x83, 0x20, 0x03, 0x00, 0x00, 0x20, 0x00, 0x02, 0x00, // 086: mov dword [rbx+0x320],0x20020 (LVT timer: periodic, vector 0x20)
+    0xc7, 0x83, 0x80, 0x03, 0x00, 0x00, 0xa0, 0x86, 0x01, 0x00, // 090: mov dword [rbx+0x380],0x186a0 (initial count 100000)
+    0xfb,                                            // 09a: sti
+    // wait1:
+    0xf4,                                            // 09b: hlt
+    0x83, 0x3c, 0x25, 0x00, 0x00, 0x01, 0x00, 0x05,  // 09c: cmp dword 0x10000,0x5 (tick counter)
+    0x72, 0xf5,                                      // 0a4: jb 9b <wait1>
+    0xb8, 0x03, 0x00, 0x00, 0x00,                    // 0a6: mov eax,0x3
+    0xe7, 0x10,                                      // 0ab: out 0x10,eax
+    // --- phase 5: report xmm0, xmm9 (through memory) and the MSR
+    0xf3, 0x0f, 0x7f, 0x04, 0x25, 0x40, 0x00, 0x01, 0x00, // 0ad: movdqu 0x10040,xmm0
+    0xf3, 0x44, 0x0f, 0x7f, 0x0c, 0x25, 0x50, 0x00, 0x01, 0x00, // 0b6: movdqu 0x10050,xmm9
+    0x8b, 0x04, 0x25, 0x40, 0x00, 0x01, 0x00,        // 0c0: mov eax,dword 0x10040
+    0xe7, 0x10,                                      // 0c7: out 0x10,eax
+    0x8b, 0x04, 0x25, 0x44, 0x00, 0x01, 0x00,        // 0c9: mov eax,dword 0x10044
+    0xe7, 0x10,                                      // 0d0: out 0x10,eax
+    0x8b, 0x04, 0x25, 0x48, 0x00, 0x01, 0x00,        // 0d2: mov eax,dword 0x10048
+    0xe7, 0x10,                                      // 0d9: out 0x10,eax
+    0x8b, 0x04, 0x25, 0x4c, 0x00, 0x01, 0x00,        // 0db: mov eax,dword 0x1004c
+    0xe7, 0x10,                                      // 0e2: out 0x10,eax
+    0x8b, 0x04, 0x25, 0x50, 0x00, 0x01, 0x00,        // 0e4: mov eax,dword 0x10050
+    0xe7, 0x10,                                      // 0eb: out 0x10,eax
+    0x8b, 0x04, 0x25, 0x54, 0x00, 0x01, 0x00,        // 0ed: mov eax,dword 0x10054
+    0xe7, 0x10,                                      // 0f4: out 0x10,eax
+    0x8b, 0x04, 0x25, 0x58, 0x00, 0x01, 0x00,        // 0f6: mov eax,dword 0x10058
+    0xe7, 0x10,                                      // 0fd: out 0x10,eax
+    0x8b, 0x04, 0x25, 0x5c, 0x00, 0x01, 0x00,        // 0ff: mov eax,dword 0x1005c
+    0xe7, 0x10,                                      // 106: out 0x10,eax
+    0xb9, 0x02, 0x01, 0x00, 0xc0,                    // 108: mov ecx,0xc0000102
+    0x0f, 0x32,                                      // 10d: rdmsr
+    0xe7, 0x10,                                      // 10f: out 0x10,eax
+    0x89, 0xd0,                                      // 111: mov eax,edx
+    0xe7, 0x10,                                      // 113: out 0x10,eax
+    // --- phase 6: wait until 10 ticks in all
+    // wait2:
+    0xf4,                                            // 115: hlt
+    0x83, 0x3c, 0x25, 0x00, 0x00, 0x01, 0x00, 0x0a,  // 116: cmp dword 0x10000,0xa
+    0x72, 0xf5,                                      // 11e: jb 115 <wait2>
+    0xb8, 0x05, 0x00, 0x00, 0x00,                    // 120: mov eax,0x5
+    0xe7, 0x10,                                      // 125: out 0x10,eax
     // --- phase 7: done
-    0xfa,                                           // 0f7: cli
-    0xb8, 0x44, 0x4f, 0x4e, 0x45,                   // 0f8: mov eax, DONE_MARKER
-    0xe7, 0x12,                                     // 0fd: out 0x12, eax
-    0xf4,                                           // 0ff: done: hlt
-    0xeb, 0xfd,                                     // 100: jmp done
-    // --- LAPIC timer handler (vector 0x20)
-    0x50,                                           // 102: push rax
-    0xff, 0x04, 0x25, 0x00, 0x00, 0x01, 0x00,       // 103: inc dword [0x10000]
-    0xb8, 0xb0, 0x00, 0xe0, 0xfe,                   // 10a: mov eax, 0xfee000b0 (LAPIC EOI)
-    0xc7, 0x00, 0x00, 0x00, 0x00, 0x00,             // 10f: mov dword [rax], 0
-    0x58,                                           // 115: pop rax
-    0x48, 0xcf,                                     // 116: iretq
+    0xfa,                                            // 127: cli
+    0xb8, 0x44, 0x4f, 0x4e, 0x45,                    // 128: mov eax,0x454e4f44
+    0xe7, 0x12,                                      // 12d: out 0x12,eax
+    // done:
+    0xf4,                                            // 12f: hlt
+    0xeb, 0xfd,                                      // 130: jmp 12f <done>
+    // --- LAPIC timer handler (vector 0x20): count the tick, EOI
+    // timer:
+    0x50,                                            // 132: push rax
+    0xff, 0x04, 0x25, 0x00, 0x00, 0x01, 0x00,        // 133: inc dword 0x10000
+    0xb8, 0xb0, 0x00, 0xe0, 0xfe,                    // 13a: mov eax,0xfee000b0 (LAPIC EOI register)
+    0xc7, 0x00, 0x00, 0x00, 0x00, 0x00,              // 13f: mov dword [rax],0x0
+    0x58,                                            // 145: pop rax
+    0x48, 0xcf,                                      // 146: iretq
     // --- spurious interrupt handler (vector 0xff)
-    0x48, 0xcf,                                     // 118: iretq
+    // spurious:
+    0x48, 0xcf,                                      // 148: iretq
 ];
 
 /// The values an uninterrupted run of the guest reports to [`REPORT_PORT`], in order.
 pub fn expected_output() -> Vec<u32> {
     let mut out = vec![START_MARKER, 1, 2, 3];
-    for v in [XMM0_VALUE, XMM1_VALUE] {
-        out.push(v as u32);
-        out.push((v >> 32) as u32);
-    }
-    out.extend_from_slice(&XMM2_VALUE);
+    out.extend_from_slice(&XMM0_VALUE);
+    out.extend_from_slice(&XMM9_VALUE);
     out.push(KERNEL_GS_BASE_VALUE as u32);
     out.push((KERNEL_GS_BASE_VALUE >> 32) as u32);
     out.push(5);
@@ -260,7 +271,7 @@ pub struct DemoVm {
     // Field order is drop order: the vCPU and VM go before the memory they use.
     vcpu: VcpuFd,
     vm: VmFd,
-    caps: VcpuCaps,
+    msr_indices: Vec<u32>,
     memory: GuestMemory,
     timeout: Duration,
 }
@@ -269,7 +280,7 @@ impl std::fmt::Debug for DemoVm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DemoVm")
             .field("mem_size", &self.memory.size)
-            .field("caps", &self.caps)
+            .field("msr_indices", &self.msr_indices)
             .finish_non_exhaustive()
     }
 }
@@ -280,10 +291,11 @@ impl DemoVm {
     ///
     /// # Errors
     ///
-    /// [`KvmStateError::Ioctl`] naming the ioctl that failed (`KVM_CREATE_VM` when `/dev/kvm`
-    /// cannot be opened), [`KvmStateError::GuestMemory`] if memory cannot be mapped.
+    /// [`KvmStateError::OpenKvm`] if `/dev/kvm` cannot be opened, [`KvmStateError::Ioctl`]
+    /// naming the ioctl that failed, [`KvmStateError::GuestMemory`] if memory cannot be
+    /// mapped.
     pub fn new() -> Result<Self> {
-        let kvm = Kvm::new().map_err(KvmStateError::ioctl("KVM_CREATE_VM"))?;
+        let kvm = Kvm::new().map_err(KvmStateError::OpenKvm)?;
         Self::with_kvm(&kvm)
     }
 
@@ -327,11 +339,11 @@ impl DemoVm {
             .map_err(KvmStateError::ioctl("KVM_GET_SUPPORTED_CPUID"))?;
         vcpu.set_cpuid2(&cpuid)
             .map_err(KvmStateError::ioctl("KVM_SET_CPUID2"))?;
-        let caps = VcpuCaps::new(kvm, &vm)?;
+        let msr_indices = savable_msr_indices(kvm)?;
         Ok(DemoVm {
             vcpu,
             vm,
-            caps,
+            msr_indices,
             memory,
             timeout: DEFAULT_TIMEOUT,
         })
@@ -352,9 +364,9 @@ impl DemoVm {
         &mut self.vcpu
     }
 
-    /// What this host's KVM offers for vCPU save/restore.
-    pub fn caps(&self) -> &VcpuCaps {
-        &self.caps
+    /// The MSRs to save on this host ([`savable_msr_indices`]).
+    pub fn msr_indices(&self) -> &[u32] {
+        &self.msr_indices
     }
 
     /// Sets how long one run call may take before it fails (default [`DEFAULT_TIMEOUT`]).
@@ -381,12 +393,75 @@ impl DemoVm {
         // SAFETY: `check` proved `start + data.len() <= size`, so the destination lies in the
         // live mapping; `data` is a distinct host buffer; the vCPU is not running (`&mut self`).
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                self.memory.addr.add(start),
-                data.len(),
-            )
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.memory.addr.add(start), data.len())
         };
+        Ok(())
+    }
+
+    /// The guest memory as a saved region: guest physical address 0, [`MEM_SIZE`] bytes.
+    pub fn memory_region(&self) -> MemoryRegionState {
+        MemoryRegionState::with_contents(0, self.read_memory())
+    }
+
+    /// Writes saved memory regions back into guest memory.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmStateError::BadLength`] unless there is exactly one region,
+    /// [`KvmStateError::MemoryRegion`] if it is not the demo VM's memory.
+    pub fn restore_memory(&mut self, regions: &[MemoryRegionState]) -> Result<()> {
+        let [region] = regions else {
+            return Err(KvmStateError::BadLength {
+                what: "memory regions",
+                found: regions.len(),
+                expected: 1,
+            });
+        };
+        region.check(0, MEM_SIZE as u64)?;
+        if region.has_contents() {
+            self.write_memory(0, &region.contents)?;
+        }
+        Ok(())
+    }
+
+    /// Pauses the vCPU (see [`pause_vcpu`]) and saves the complete state of the VM: VM-wide
+    /// state, the vCPU, and guest memory. The demo VM has no emulated devices.
+    ///
+    /// # Errors
+    ///
+    /// Any error of [`pause_vcpu`], [`save_vm`] or [`save_vcpu`].
+    pub fn save_microvm(&mut self) -> Result<MicrovmState> {
+        pause_vcpu(&mut self.vcpu)?;
+        let vm = save_vm(&self.vm)?;
+        let vcpu = save_vcpu(&self.vm, &self.vcpu, &self.msr_indices)?;
+        Ok(MicrovmState {
+            vm,
+            vcpus: vec![vcpu],
+            devices: DevicesState::default(),
+            memory: vec![self.memory_region()],
+        })
+    }
+
+    /// Restores a saved state into this VM, which must not have run: memory, then the
+    /// VM-wide state, then the vCPU.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmStateError::BadLength`] unless the state has exactly one vCPU and one memory
+    /// region, [`KvmStateError::MemoryRegion`], or any error of [`restore_vm`] and
+    /// [`restore_vcpu`].
+    pub fn restore_microvm(&mut self, state: &MicrovmState) -> Result<()> {
+        let [vcpu] = state.vcpus.as_slice() else {
+            return Err(KvmStateError::BadLength {
+                what: "vcpus",
+                found: state.vcpus.len(),
+                expected: 1,
+            });
+        };
+        self.restore_memory(&state.memory)?;
+        // The irqchips before the vCPU: the vCPU's LAPIC state refers to them.
+        restore_vm(&self.vm, &state.vm)?;
+        restore_vcpu(&self.vm, &self.vcpu, vcpu)?;
         Ok(())
     }
 
@@ -429,8 +504,10 @@ impl DemoVm {
 
         self.write_memory(CODE, GUEST_CODE)?;
         self.write_memory(TICKS, &0u32.to_le_bytes())?;
-        let xmm2: Vec<u8> = XMM2_VALUE.iter().flat_map(|w| w.to_le_bytes()).collect();
-        self.write_memory(XMM2_DATA, &xmm2)?;
+        for (addr, words) in [(XMM0_DATA, XMM0_VALUE), (XMM9_DATA, XMM9_VALUE)] {
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            self.write_memory(addr, &bytes)?;
+        }
 
         let mut sregs = self
             .vcpu
@@ -557,9 +634,7 @@ impl DemoVm {
             0
         };
         let rip = self.vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
-        KvmStateError::UnexpectedExit(format!(
-            "internal error, suberror {suberror}, rip {rip:#x}"
-        ))
+        KvmStateError::UnexpectedExit(format!("internal error, suberror {suberror}, rip {rip:#x}"))
     }
 
     /// Runs the vCPU until the guest finishes, returning every value it reported.

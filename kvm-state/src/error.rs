@@ -82,6 +82,9 @@ pub enum KvmStateError {
     /// A pause (`KVM_RUN` with `immediate_exit` set) did not return `EINTR`.
     #[error("KVM_RUN with immediate_exit set returned {0} instead of EINTR")]
     PauseNotInterrupted(&'static str),
+    /// `/dev/kvm` could not be opened.
+    #[error("cannot open /dev/kvm")]
+    OpenKvm(#[source] kvm_ioctls::Error),
     /// Mapping guest memory failed.
     #[error("cannot map {size} bytes of guest memory")]
     GuestMemory {
@@ -98,6 +101,25 @@ pub enum KvmStateError {
         offset: u64,
         /// Length of the access.
         len: usize,
+    },
+    /// Writing or reading a snapshot file failed.
+    #[error("cannot {action} snapshot")]
+    Snapshot {
+        /// What was being done: `save` or `load`.
+        action: &'static str,
+        /// Why the snapshot crate failed.
+        #[source]
+        source: snapshot::SnapshotError,
+    },
+    /// A saved memory region does not fit the guest memory it is restored into.
+    #[error("memory region at {guest_phys_addr:#x} of {size} bytes does not match guest memory: {reason}")]
+    MemoryRegion {
+        /// Guest physical address of the saved region.
+        guest_phys_addr: u64,
+        /// Size of the saved region, in bytes.
+        size: u64,
+        /// What does not match.
+        reason: &'static str,
     },
     /// The demo guest stopped in a way it never does when all is well.
     #[error("demo guest stopped unexpectedly: {0}")]

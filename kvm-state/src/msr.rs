@@ -2,6 +2,7 @@
 
 use kvm_bindings::{kvm_msr_entry, KVM_MAX_MSR_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuFd};
+use versionize::Versionize;
 
 use crate::error::{KvmStateError, Result};
 
@@ -24,7 +25,7 @@ pub const MSR_KVM_PV_LAST: u32 = 0x4b56_4dff;
 const NOT_STATE: &[std::ops::RangeInclusive<u32>] = &[0x480..=0x491];
 
 /// One MSR and its value (`kvm_msr_entry`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct MsrEntry {
     /// MSR index.
     pub index: u32,
@@ -52,7 +53,7 @@ impl From<&MsrEntry> for kvm_msr_entry {
 }
 
 /// The saved MSRs of one vCPU, in the order they were read.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct Msrs {
     /// The MSRs.
     pub entries: Vec<MsrEntry>,
@@ -181,6 +182,7 @@ fn restore_order(entries: &[MsrEntry]) -> Vec<kvm_msr_entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::through_bytes;
 
     #[test]
     fn test_msr_entry_roundtrip() {
@@ -189,7 +191,7 @@ mod tests {
             reserved: 0,
             data: 0x1122_3344_5566_7788,
         };
-        let ours = MsrEntry::from(&orig);
+        let ours = through_bytes(&MsrEntry::from(&orig));
         assert_eq!(ours.index, 0xc000_0102);
         assert_eq!(kvm_msr_entry::from(&ours), orig);
     }
@@ -204,7 +206,7 @@ mod tests {
             })
             .collect();
         let orig = kvm_bindings::Msrs::from_entries(&entries).unwrap();
-        let ours = Msrs::from(&orig);
+        let ours = through_bytes(&Msrs::from(&orig));
         assert_eq!(ours.entries.len(), 40);
         let back = kvm_bindings::Msrs::try_from(&ours).unwrap();
         assert_eq!(back.as_slice(), orig.as_slice());
@@ -217,7 +219,10 @@ mod tests {
         };
         assert!(matches!(
             kvm_bindings::Msrs::try_from(&msrs),
-            Err(KvmStateError::TooManyEntries { what: "kvm_msrs", .. })
+            Err(KvmStateError::TooManyEntries {
+                what: "kvm_msrs",
+                ..
+            })
         ));
     }
 

@@ -6,7 +6,8 @@ use kvm_bindings::{
     kvm_segment, kvm_sregs, kvm_vcpu_events, kvm_xcr, kvm_xcrs, kvm_xsave, CpuId,
     KVM_MAX_CPUID_ENTRIES,
 };
-use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, VcpuExit, VcpuFd, VmFd};
+use versionize::Versionize;
 
 use crate::error::{KvmStateError, Result};
 use crate::msr::{self, Msrs};
@@ -25,26 +26,43 @@ pub const LAPIC_REGS_SIZE: usize = kvm_bindings::KVM_APIC_REG_SIZE as usize;
 pub const TSC_KHZ_TOLERANCE_PPM: u64 = 250;
 
 /// General purpose registers, `RIP` and `RFLAGS` (`kvm_regs`).
-#[allow(missing_docs)] // The fields are the architectural registers of the same name.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct Regs {
+    /// RAX.
     pub rax: u64,
+    /// RBX.
     pub rbx: u64,
+    /// RCX.
     pub rcx: u64,
+    /// RDX.
     pub rdx: u64,
+    /// RSI.
     pub rsi: u64,
+    /// RDI.
     pub rdi: u64,
+    /// RSP, the stack pointer.
     pub rsp: u64,
+    /// RBP.
     pub rbp: u64,
+    /// R8.
     pub r8: u64,
+    /// R9.
     pub r9: u64,
+    /// R10.
     pub r10: u64,
+    /// R11.
     pub r11: u64,
+    /// R12.
     pub r12: u64,
+    /// R13.
     pub r13: u64,
+    /// R14.
     pub r14: u64,
+    /// R15.
     pub r15: u64,
+    /// RIP, the instruction pointer.
     pub rip: u64,
+    /// RFLAGS.
     pub rflags: u64,
 }
 
@@ -99,7 +117,7 @@ impl From<&Regs> for kvm_regs {
 }
 
 /// A segment register with its hidden descriptor part (`kvm_segment`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct Segment {
     /// Segment base address.
     pub base: u64,
@@ -167,7 +185,7 @@ impl From<&Segment> for kvm_segment {
 }
 
 /// A descriptor table register, GDTR or IDTR (`kvm_dtable`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct DTable {
     /// Linear base address of the table.
     pub base: u64,
@@ -195,7 +213,7 @@ impl From<&DTable> for kvm_dtable {
 }
 
 /// Segment, descriptor-table and control registers (`kvm_sregs`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct Sregs {
     /// Code segment.
     pub cs: Segment,
@@ -290,7 +308,7 @@ impl From<&Sregs> for kvm_sregs {
 /// `region` is the legacy 4 KiB area (1024 words); `extra` is the part beyond it that
 /// `KVM_GET_XSAVE2` returns when the kernel's `KVM_CAP_XSAVE2` size exceeds 4 KiB (for
 /// example AMX tile data), empty otherwise.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct Xsave {
     /// The first 4096 bytes of the area, as 1024 native-endian words.
     pub region: Vec<u32>,
@@ -334,14 +352,13 @@ impl Xsave {
                 host: host_size.max(LEGACY_XSAVE_SIZE),
             });
         }
-        let mut xsave =
-            kvm_bindings::Xsave::new(extra_words).map_err(|source| {
-                KvmStateError::TooManyEntries {
-                    what: "kvm_xsave",
-                    entries: extra_words,
-                    source,
-                }
-            })?;
+        let mut xsave = kvm_bindings::Xsave::new(extra_words).map_err(|source| {
+            KvmStateError::TooManyEntries {
+                what: "kvm_xsave",
+                entries: extra_words,
+                source,
+            }
+        })?;
         // SAFETY: the reference is used only to write the fixed-size `region` array of the
         // header; the `len` field, which must keep matching the allocation, is left alone.
         let header = unsafe { &mut xsave.as_mut_fam_struct().xsave };
@@ -376,14 +393,15 @@ impl TryFrom<&Xsave> for kvm_xsave {
     /// Converts to the legacy 4 KiB structure; fails if `extra` holds non-zero words.
     fn try_from(x: &Xsave) -> Result<Self> {
         let wrapper = x.to_kvm(LEGACY_XSAVE_SIZE)?;
-        let mut out = kvm_xsave::default();
-        out.region = wrapper.as_fam_struct_ref().xsave.region;
-        Ok(out)
+        Ok(kvm_xsave {
+            region: wrapper.as_fam_struct_ref().xsave.region,
+            ..Default::default()
+        })
     }
 }
 
 /// One extended control register (`kvm_xcr`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct Xcr {
     /// Register number (0 for XCR0).
     pub xcr: u32,
@@ -392,7 +410,7 @@ pub struct Xcr {
 }
 
 /// Extended control registers, e.g. XCR0 (`kvm_xcrs`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct Xcrs {
     /// The `flags` field of `kvm_xcrs`.
     pub flags: u32,
@@ -443,7 +461,7 @@ impl TryFrom<&Xcrs> for kvm_xcrs {
 }
 
 /// Debug registers (`kvm_debugregs`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct DebugRegs {
     /// DR0 to DR3, the breakpoint addresses.
     pub db: [u64; 4],
@@ -479,7 +497,7 @@ impl From<&DebugRegs> for kvm_debugregs {
 }
 
 /// The local APIC register page (`kvm_lapic_state`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct Lapic {
     /// The 1024-byte register page as KVM lays it out.
     pub regs: Vec<u8>,
@@ -515,7 +533,7 @@ impl TryFrom<&Lapic> for kvm_lapic_state {
 }
 
 /// Multiprocessing state, e.g. runnable or halted (`kvm_mp_state`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct MpState {
     /// One of the `KVM_MP_STATE_*` values.
     pub mp_state: u32,
@@ -538,7 +556,7 @@ impl From<&MpState> for kvm_mp_state {
 }
 
 /// A pending or injected exception (`kvm_vcpu_events.exception`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct ExceptionEvent {
     /// The exception is being injected.
     pub injected: u8,
@@ -553,7 +571,7 @@ pub struct ExceptionEvent {
 }
 
 /// A pending or injected external or soft interrupt (`kvm_vcpu_events.interrupt`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct InterruptEvent {
     /// The interrupt is being injected.
     pub injected: u8,
@@ -566,7 +584,7 @@ pub struct InterruptEvent {
 }
 
 /// NMI state (`kvm_vcpu_events.nmi`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct NmiEvent {
     /// An NMI is being injected.
     pub injected: u8,
@@ -577,7 +595,7 @@ pub struct NmiEvent {
 }
 
 /// System management mode state (`kvm_vcpu_events.smi`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct SmiEvent {
     /// The vCPU is in SMM.
     pub smm: u8,
@@ -590,14 +608,14 @@ pub struct SmiEvent {
 }
 
 /// Triple fault state (`kvm_vcpu_events.triple_fault`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct TripleFaultEvent {
     /// A triple fault is pending.
     pub pending: u8,
 }
 
 /// Pending exceptions, interrupts, NMIs and SMIs (`kvm_vcpu_events`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct VcpuEvents {
     /// Exception state.
     pub exception: ExceptionEvent,
@@ -686,7 +704,7 @@ impl From<&VcpuEvents> for kvm_vcpu_events {
 }
 
 /// One CPUID leaf as given to the vCPU (`kvm_cpuid_entry2`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct CpuidEntry {
     /// Leaf (EAX input).
     pub function: u32,
@@ -734,7 +752,7 @@ impl From<&CpuidEntry> for kvm_cpuid_entry2 {
 }
 
 /// The CPUID table of a vCPU (`kvm_cpuid2`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct Cpuid {
     /// The leaves, in the order KVM returned them.
     pub entries: Vec<CpuidEntry>,
@@ -765,7 +783,7 @@ impl TryFrom<&Cpuid> for CpuId {
 ///
 /// Field order is the order a snapshot stores them in, not the restore order (see
 /// [`restore_vcpu`]).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct VcpuState {
     /// CPUID table.
     pub cpuid: Cpuid,
@@ -788,44 +806,32 @@ pub struct VcpuState {
     /// Pending events.
     pub vcpu_events: VcpuEvents,
     /// TSC frequency in kHz, `None` when the kernel did not report one.
+    ///
+    /// Added in version 2 of `VcpuState` (app version 2): snapshots of app version 1 read
+    /// `None`, and [`restore_vcpu`] then leaves the target vCPU's frequency as it is.
+    #[version(start = 2)]
     pub tsc_khz: Option<u32>,
 }
 
-/// What the host's KVM offers for saving and restoring vCPUs: queried once per VM.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct VcpuCaps {
-    /// MSRs to save, from [`msr::savable_msr_indices`].
-    pub msr_indices: Vec<u32>,
-    /// Size in bytes of the xsave area `KVM_GET_XSAVE2`/`KVM_SET_XSAVE` use (at least 4096).
-    pub xsave_size: usize,
-    /// Whether `KVM_CAP_XSAVE2` is offered (so `KVM_GET_XSAVE2` exists).
-    pub xsave2: bool,
-}
-
-impl VcpuCaps {
-    /// Queries the MSR list and the xsave size.
-    ///
-    /// Query after the VMM has enabled any dynamic XSTATE features (`arch_prctl`), since they
-    /// change the xsave size.
-    ///
-    /// # Errors
-    ///
-    /// [`KvmStateError::Ioctl`] if `KVM_GET_MSR_INDEX_LIST` fails.
-    pub fn new(kvm: &Kvm, vm: &VmFd) -> Result<Self> {
-        let cap = vm.check_extension_int(Cap::Xsave2);
-        let xsave2 = cap > 0;
-        let xsave_size = usize::try_from(cap)
-            .unwrap_or(0)
-            .max(LEGACY_XSAVE_SIZE);
-        Ok(VcpuCaps {
-            msr_indices: msr::savable_msr_indices(kvm)?,
-            xsave_size,
-            xsave2,
-        })
-    }
-
-    fn xsave_extra_words(&self) -> usize {
-        self.xsave_size.saturating_sub(LEGACY_XSAVE_SIZE).div_ceil(4)
+/// Size in bytes of the xsave area that `KVM_GET_XSAVE2`/`KVM_SET_XSAVE` use for the vCPUs of
+/// `vm` (`KVM_CAP_XSAVE2`), at least 4096; `None` when the kernel predates `KVM_CAP_XSAVE2`
+/// (and so always uses the legacy 4096 bytes).
+///
+/// The size grows when the process is granted more dynamic XSTATE features (`arch_prctl`), never
+/// shrinks, so a value queried now covers every vCPU buffer of the process.
+///
+/// # Errors
+///
+/// [`KvmStateError::Ioctl`] if `KVM_CHECK_EXTENSION` fails.
+pub fn xsave_size(vm: &VmFd) -> Result<Option<usize>> {
+    let size = vm.check_extension_int(Cap::Xsave2);
+    match usize::try_from(size) {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(n.max(LEGACY_XSAVE_SIZE))),
+        Err(_) => Err(KvmStateError::Ioctl {
+            ioctl: "KVM_CHECK_EXTENSION",
+            source: kvm_ioctls::Error::last(),
+        }),
     }
 }
 
@@ -869,13 +875,14 @@ pub(crate) fn exit_name(exit: &VcpuExit<'_>) -> &'static str {
     }
 }
 
-/// Reads the full state of a paused vCPU (see [`pause_vcpu`]).
+/// Reads the full state of a paused vCPU (see [`pause_vcpu`]) of `vm`.
 ///
 /// # Errors
 ///
 /// [`KvmStateError::Ioctl`] naming the first ioctl that failed, or
-/// [`KvmStateError::MsrRead`] if an MSR of `caps.msr_indices` cannot be read.
-pub fn save_vcpu(vcpu: &VcpuFd, caps: &VcpuCaps) -> Result<VcpuState> {
+/// [`KvmStateError::MsrRead`] if an MSR of `msr_indices` (usually
+/// [`msr::savable_msr_indices`]) cannot be read.
+pub fn save_vcpu(vm: &VmFd, vcpu: &VcpuFd, msr_indices: &[u32]) -> Result<VcpuState> {
     // 1. mp_state first: KVM_GET_MP_STATE processes pending LAPIC events (INIT/SIPI, a pending
     //    timer wake-up of a halted vCPU) and so can change the LAPIC and run state; everything
     //    read afterwards then agrees with it.
@@ -883,21 +890,24 @@ pub fn save_vcpu(vcpu: &VcpuFd, caps: &VcpuCaps) -> Result<VcpuState> {
         .get_mp_state()
         .map_err(KvmStateError::ioctl("KVM_GET_MP_STATE"))?;
     // 2. Registers, segment/control registers, FPU and extended state: plain reads.
-    let regs = vcpu.get_regs().map_err(KvmStateError::ioctl("KVM_GET_REGS"))?;
+    let regs = vcpu
+        .get_regs()
+        .map_err(KvmStateError::ioctl("KVM_GET_REGS"))?;
     let sregs = vcpu
         .get_sregs()
         .map_err(KvmStateError::ioctl("KVM_GET_SREGS"))?;
-    let xsave = if caps.xsave2 {
-        let extra = caps.xsave_extra_words();
+    let xsave = if let Some(size) = xsave_size(vm)? {
+        let extra = (size - LEGACY_XSAVE_SIZE).div_ceil(4);
         let mut buf =
             kvm_bindings::Xsave::new(extra).map_err(|source| KvmStateError::TooManyEntries {
                 what: "kvm_xsave",
                 entries: extra,
                 source,
             })?;
-        // SAFETY: `buf` holds 4096 bytes plus `extra` words, that is at least the
-        // KVM_CAP_XSAVE2 size the kernel writes (queried in `VcpuCaps::new` for this VM), and
-        // `vcpu` is a vCPU fd owned by the caller.
+        // SAFETY: `buf` holds 4096 bytes plus `extra` words, at least the KVM_CAP_XSAVE2 size
+        // just queried, which bounds the vCPU's xsave size (it only grows with the process's
+        // XSTATE permissions, which the query already reflects); so the kernel writes inside
+        // `buf`.
         unsafe { vcpu.get_xsave2(&mut buf) }.map_err(KvmStateError::ioctl("KVM_GET_XSAVE2"))?;
         Xsave::from(&buf)
     } else {
@@ -906,7 +916,9 @@ pub fn save_vcpu(vcpu: &VcpuFd, caps: &VcpuCaps) -> Result<VcpuState> {
             .map_err(KvmStateError::ioctl("KVM_GET_XSAVE"))?;
         Xsave::from(&x)
     };
-    let xcrs = vcpu.get_xcrs().map_err(KvmStateError::ioctl("KVM_GET_XCRS"))?;
+    let xcrs = vcpu
+        .get_xcrs()
+        .map_err(KvmStateError::ioctl("KVM_GET_XCRS"))?;
     let debug_regs = vcpu
         .get_debug_regs()
         .map_err(KvmStateError::ioctl("KVM_GET_DEBUGREGS"))?;
@@ -915,14 +927,15 @@ pub fn save_vcpu(vcpu: &VcpuFd, caps: &VcpuCaps) -> Result<VcpuState> {
         .get_lapic()
         .map_err(KvmStateError::ioctl("KVM_GET_LAPIC"))?;
     // 4. MSRs, including IA32_TSC and IA32_TSC_DEADLINE.
-    let msrs = msr::get_msrs(vcpu, &caps.msr_indices)?;
+    let msrs = msr::get_msrs(vcpu, msr_indices)?;
     let cpuid = vcpu
         .get_cpuid2(KVM_MAX_CPUID_ENTRIES)
         .map_err(KvmStateError::ioctl("KVM_GET_CPUID2"))?;
     // The TSC frequency is optional: the kernel refuses it when the host TSC is unstable.
     let tsc_khz = vcpu.get_tsc_khz().ok();
-    // 5. vcpu_events last: the reads above can queue events (e.g. a LAPIC timer that expired),
-    //    and the event state must describe the vCPU as it is after all of them.
+    // 5. vcpu_events last: the GET ioctls above may update KVM's internal event state
+    //    (KVM_GET_MP_STATE processes pending LAPIC events), so the events are read once the
+    //    others are done and describe the vCPU as they left it.
     let vcpu_events = vcpu
         .get_vcpu_events()
         .map_err(KvmStateError::ioctl("KVM_GET_VCPU_EVENTS"))?;
@@ -964,7 +977,7 @@ pub fn restore_tsc_khz(vcpu: &VcpuFd, saved_khz: u32) -> Result<()> {
         })
 }
 
-/// Writes a saved state into a vCPU that has not run yet.
+/// Writes a saved state into a vCPU of `vm` that has not run yet.
 ///
 /// # Errors
 ///
@@ -972,10 +985,13 @@ pub fn restore_tsc_khz(vcpu: &VcpuFd, saved_khz: u32) -> Result<()> {
 /// naming the first refused MSR, [`KvmStateError::TscFrequency`], or a conversion error
 /// ([`KvmStateError::BadLength`], [`KvmStateError::XsaveTooLarge`],
 /// [`KvmStateError::TooManyEntries`]) for a malformed state.
-pub fn restore_vcpu(vcpu: &VcpuFd, caps: &VcpuCaps, state: &VcpuState) -> Result<()> {
+pub fn restore_vcpu(vm: &VmFd, vcpu: &VcpuFd, state: &VcpuState) -> Result<()> {
     // Convert everything first, so a malformed state fails before the vCPU is touched.
     let cpuid = CpuId::try_from(&state.cpuid)?;
-    let xsave = state.xsave.to_kvm(caps.xsave_size)?;
+    let host_xsave_size = xsave_size(vm)?;
+    let xsave = state
+        .xsave
+        .to_kvm(host_xsave_size.unwrap_or(LEGACY_XSAVE_SIZE))?;
     let xcrs = kvm_xcrs::try_from(&state.xcrs)?;
     let lapic = kvm_lapic_state::try_from(&state.lapic)?;
 
@@ -988,41 +1004,329 @@ pub fn restore_vcpu(vcpu: &VcpuFd, caps: &VcpuCaps, state: &VcpuState) -> Result
     //    it, and refuses to change it once the vCPU has run.
     vcpu.set_cpuid2(&cpuid)
         .map_err(KvmStateError::ioctl("KVM_SET_CPUID2"))?;
-    // 2. mp_state before the registers: setting it may reset parts of the vCPU (INIT).
+    // 2. mp_state before the registers: KVM acts on some states at the next event processing
+    //    (INIT_RECEIVED resets the vCPU), so the registers written next are the final ones.
     vcpu.set_mp_state((&state.mp_state).into())
         .map_err(KvmStateError::ioctl("KVM_SET_MP_STATE"))?;
-    // 3. General purpose registers.
+    // 3. General purpose registers. KVM_SET_REGS drops a pending exception, one reason the
+    //    events come last.
     vcpu.set_regs(&(&state.regs).into())
         .map_err(KvmStateError::ioctl("KVM_SET_REGS"))?;
     // 4. sregs: control registers and EFER select the mode (long mode, paging) that later
     //    state is checked against; also restores IA32_APIC_BASE before the LAPIC.
     vcpu.set_sregs(&(&state.sregs).into())
         .map_err(KvmStateError::ioctl("KVM_SET_SREGS"))?;
-    // 5. xsave after sregs: the XSAVE area is validated against CR4/XCR0 support.
-    if xsave.as_slice().is_empty() {
-        // SAFETY: `xsave` is a full 4096-byte `kvm_xsave` and the kernel reads at most
-        // `caps.xsave_size` bytes, which is 4096 here (no extra words were needed).
-        unsafe { vcpu.set_xsave(&xsave.as_fam_struct_ref().xsave) }
-            .map_err(KvmStateError::ioctl("KVM_SET_XSAVE"))?;
-    } else {
-        // SAFETY: `xsave` was sized by `to_kvm` to at least `caps.xsave_size` bytes, the
-        // KVM_CAP_XSAVE2 size that KVM_SET_XSAVE reads for this VM.
-        unsafe { vcpu.set_xsave2(&xsave) }.map_err(KvmStateError::ioctl("KVM_SET_XSAVE"))?;
-    }
-    // 6. xcrs after xsave: XCR0 enables the components the xsave area holds.
+    // 5. xsave after CPUID and sregs: KVM accepts only the XSAVE components the guest CPUID
+    //    allows.
+    // SAFETY: `to_kvm` sized `xsave` to at least the KVM_CAP_XSAVE2 size queried above (or
+    // 4096 bytes on kernels without it, which read exactly `struct kvm_xsave`). KVM_SET_XSAVE
+    // reads the vCPU's xsave size, which that query bounds (it only grows with the process's
+    // XSTATE permissions, already reflected in the query), so the kernel reads inside `xsave`.
+    unsafe { vcpu.set_xsave2(&xsave) }.map_err(KvmStateError::ioctl("KVM_SET_XSAVE"))?;
+    // 6. xcrs: XCR0, also checked against the guest CPUID.
     vcpu.set_xcrs(&xcrs)
         .map_err(KvmStateError::ioctl("KVM_SET_XCRS"))?;
     // 7. Debug registers.
     vcpu.set_debug_regs(&(&state.debug_regs).into())
         .map_err(KvmStateError::ioctl("KVM_SET_DEBUGREGS"))?;
-    // 8. LAPIC after sregs (APIC base, x2APIC mode) and before the MSRs: the x2APIC MSRs and
-    //    IA32_TSC_DEADLINE act on the LAPIC.
+    // 8. LAPIC after sregs, which carry IA32_APIC_BASE (enable, x2APIC mode), and before the
+    //    MSRs: IA32_TSC_DEADLINE is accepted only once the LAPIC timer is in TSC-deadline mode.
     vcpu.set_lapic(&lapic)
         .map_err(KvmStateError::ioctl("KVM_SET_LAPIC"))?;
     // 9. MSRs, IA32_TSC_DEADLINE after IA32_TSC (the deadline is relative to the TSC).
     msr::set_msrs(vcpu, &state.msrs)?;
-    // 10. vcpu_events last: pending/injected events must not be cleared by the writes above.
+    // 10. vcpu_events last: KVM_SET_REGS, KVM_SET_SREGS and KVM_SET_LAPIC can clear pending
+    //     exceptions and interrupts; this puts them back.
     vcpu.set_vcpu_events(&(&state.vcpu_events).into())
         .map_err(KvmStateError::ioctl("KVM_SET_VCPU_EVENTS"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{at_app_version, patterned, through_bytes};
+
+    #[test]
+    fn test_regs_roundtrip() {
+        let orig: kvm_regs = patterned();
+        let ours = through_bytes(&Regs::from(&orig));
+        assert_eq!(ours.rip, orig.rip);
+        assert_eq!(kvm_regs::from(&ours), orig);
+    }
+
+    fn unpadded_segment(mut s: kvm_segment) -> kvm_segment {
+        s.padding = 0;
+        s
+    }
+
+    #[test]
+    fn test_sregs_roundtrip() {
+        let mut orig: kvm_sregs = patterned();
+        for seg in [
+            &mut orig.cs,
+            &mut orig.ds,
+            &mut orig.es,
+            &mut orig.fs,
+            &mut orig.gs,
+            &mut orig.ss,
+            &mut orig.tr,
+            &mut orig.ldt,
+        ] {
+            *seg = unpadded_segment(*seg);
+        }
+        orig.gdt.padding = [0; 3];
+        orig.idt.padding = [0; 3];
+        let ours = through_bytes(&Sregs::from(&orig));
+        assert_eq!(ours.tr.type_, orig.tr.type_);
+        assert_eq!(kvm_sregs::from(&ours), orig);
+    }
+
+    #[test]
+    fn test_segment_padding_dropped() {
+        let orig: kvm_segment = patterned();
+        let back = kvm_segment::from(&through_bytes(&Segment::from(&orig)));
+        assert_eq!(back.padding, 0);
+        assert_eq!(back, unpadded_segment(orig));
+    }
+
+    #[test]
+    fn test_xsave_legacy_roundtrip() {
+        let orig: kvm_xsave = patterned();
+        let ours = through_bytes(&Xsave::from(&orig));
+        assert_eq!(ours.region.len(), 1024);
+        assert!(ours.extra.is_empty());
+        let back = kvm_xsave::try_from(&ours).unwrap();
+        assert_eq!(back.region, orig.region);
+    }
+
+    #[test]
+    fn test_xsave2_roundtrip_with_extra() {
+        let mut orig = kvm_bindings::Xsave::new(300).unwrap();
+        // SAFETY: only the fixed-size region is written, `len` is untouched.
+        unsafe { orig.as_mut_fam_struct() }.xsave = patterned();
+        for (i, w) in orig.as_mut_slice().iter_mut().enumerate() {
+            *w = 0x8000_0000 | i as u32;
+        }
+        let ours = through_bytes(&Xsave::from(&orig));
+        assert_eq!(ours.extra.len(), 300);
+        assert_eq!(ours.used_size(), 4096 + 1200);
+        let back = ours.to_kvm(4096 + 1200).unwrap();
+        assert_eq!(back.as_slice(), orig.as_slice());
+        assert_eq!(
+            back.as_fam_struct_ref().xsave.region,
+            orig.as_fam_struct_ref().xsave.region
+        );
+        // A larger host area is zero-filled.
+        let bigger = ours.to_kvm(8192).unwrap();
+        assert_eq!(bigger.as_slice().len(), 1024);
+        assert_eq!(&bigger.as_slice()[..300], orig.as_slice());
+        assert!(bigger.as_slice()[300..].iter().all(|&w| w == 0));
+    }
+
+    #[test]
+    fn test_xsave_too_large_for_host() {
+        let ours = Xsave {
+            region: vec![1; 1024],
+            extra: vec![0, 0, 7, 0],
+        };
+        assert_eq!(ours.used_size(), 4096 + 12);
+        assert!(matches!(
+            kvm_xsave::try_from(&ours),
+            Err(KvmStateError::XsaveTooLarge {
+                saved: 4108,
+                host: 4096
+            })
+        ));
+        // Trailing zero words are not state: they fit anywhere.
+        let zeros = Xsave {
+            region: vec![1; 1024],
+            extra: vec![0; 64],
+        };
+        assert!(kvm_xsave::try_from(&zeros).is_ok());
+    }
+
+    #[test]
+    fn test_xsave_bad_region_length() {
+        let ours = Xsave {
+            region: vec![0; 10],
+            extra: Vec::new(),
+        };
+        assert!(matches!(
+            ours.to_kvm(4096),
+            Err(KvmStateError::BadLength {
+                what: "xsave region",
+                found: 10,
+                expected: 1024
+            })
+        ));
+    }
+
+    #[test]
+    fn test_xcrs_roundtrip() {
+        let mut orig: kvm_xcrs = patterned();
+        orig.nr_xcrs = 16;
+        orig.padding = [0; 16];
+        for x in &mut orig.xcrs {
+            x.reserved = 0;
+        }
+        let ours = through_bytes(&Xcrs::from(&orig));
+        assert_eq!(ours.xcrs.len(), 16);
+        let back = kvm_xcrs::try_from(&ours).unwrap();
+        assert_eq!(back.nr_xcrs, orig.nr_xcrs);
+        assert_eq!(back.flags, orig.flags);
+        for (b, o) in back.xcrs.iter().zip(&orig.xcrs) {
+            assert_eq!((b.xcr, b.reserved, b.value), (o.xcr, o.reserved, o.value));
+        }
+        assert_eq!(back.padding, orig.padding);
+    }
+
+    #[test]
+    fn test_xcrs_only_valid_entries_kept() {
+        let mut orig: kvm_xcrs = patterned();
+        orig.nr_xcrs = 1;
+        let ours = Xcrs::from(&orig);
+        assert_eq!(ours.xcrs.len(), 1);
+        let back = kvm_xcrs::try_from(&ours).unwrap();
+        assert_eq!(back.nr_xcrs, 1);
+        assert_eq!(back.xcrs[0].value, orig.xcrs[0].value);
+        assert_eq!(back.xcrs[1].value, 0);
+        // A corrupt count is clamped to the array.
+        orig.nr_xcrs = 1000;
+        assert_eq!(Xcrs::from(&orig).xcrs.len(), 16);
+        let too_many = Xcrs {
+            flags: 0,
+            xcrs: vec![Xcr::default(); 17],
+        };
+        assert!(kvm_xcrs::try_from(&too_many).is_err());
+    }
+
+    #[test]
+    fn test_debugregs_roundtrip() {
+        let mut orig: kvm_debugregs = patterned();
+        orig.reserved = [0; 9];
+        let back = kvm_debugregs::from(&through_bytes(&DebugRegs::from(&orig)));
+        assert_eq!(
+            (back.db, back.dr6, back.dr7, back.flags, back.reserved),
+            (orig.db, orig.dr6, orig.dr7, orig.flags, orig.reserved)
+        );
+    }
+
+    #[test]
+    fn test_lapic_roundtrip() {
+        let orig: kvm_lapic_state = patterned();
+        let ours = through_bytes(&Lapic::from(&orig));
+        assert_eq!(ours.regs.len(), LAPIC_REGS_SIZE);
+        assert!(
+            ours.regs.iter().any(|&b| b > 0x7f),
+            "bit pattern of c_char kept"
+        );
+        let back = kvm_lapic_state::try_from(&ours).unwrap();
+        assert_eq!(back.regs, orig.regs);
+    }
+
+    #[test]
+    fn test_lapic_bad_length() {
+        let ours = Lapic {
+            regs: vec![0; 1000],
+        };
+        assert!(matches!(
+            kvm_lapic_state::try_from(&ours),
+            Err(KvmStateError::BadLength {
+                what: "lapic registers",
+                found: 1000,
+                expected: 1024
+            })
+        ));
+    }
+
+    #[test]
+    fn test_mp_state_roundtrip() {
+        let orig: kvm_mp_state = patterned();
+        assert_eq!(
+            kvm_mp_state::from(&through_bytes(&MpState::from(&orig))),
+            orig
+        );
+    }
+
+    #[test]
+    fn test_vcpu_events_roundtrip() {
+        let mut orig: kvm_vcpu_events = patterned();
+        orig.nmi.pad = 0;
+        orig.reserved = [0; 26];
+        let ours = through_bytes(&VcpuEvents::from(&orig));
+        assert_eq!(ours.smi.latched_init, orig.smi.latched_init);
+        assert_eq!(ours.exception_payload, orig.exception_payload);
+        let back = kvm_vcpu_events::from(&ours);
+        assert_eq!(back, orig);
+    }
+
+    #[test]
+    fn test_cpuid_roundtrip() {
+        let entries: Vec<kvm_cpuid_entry2> = (0..80u8)
+            .map(|i| {
+                let mut e: kvm_cpuid_entry2 = patterned();
+                e.function = u32::from(i);
+                e.padding = [0; 3];
+                e
+            })
+            .collect();
+        let orig = CpuId::from_entries(&entries).unwrap();
+        let ours = through_bytes(&Cpuid::from(&orig));
+        assert_eq!(ours.entries.len(), 80);
+        let back = CpuId::try_from(&ours).unwrap();
+        assert_eq!(back.as_slice(), orig.as_slice());
+    }
+
+    #[test]
+    fn test_cpuid_too_many_entries() {
+        let ours = Cpuid {
+            entries: vec![CpuidEntry::default(); KVM_MAX_CPUID_ENTRIES + 1],
+        };
+        assert!(matches!(
+            CpuId::try_from(&ours),
+            Err(KvmStateError::TooManyEntries {
+                what: "kvm_cpuid2",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn test_dtable_roundtrip() {
+        let mut orig: kvm_dtable = patterned();
+        orig.padding = [0; 3];
+        let back = kvm_dtable::from(&through_bytes(&DTable::from(&orig)));
+        assert_eq!(back, orig);
+    }
+
+    #[test]
+    fn test_vcpu_state_versions() {
+        let state = VcpuState {
+            regs: Regs {
+                rip: 0x8000,
+                ..Default::default()
+            },
+            lapic: Lapic {
+                regs: vec![7; LAPIC_REGS_SIZE],
+            },
+            tsc_khz: Some(2_500_000),
+            ..Default::default()
+        };
+        // App version 2: everything, `tsc_khz` included.
+        let (v2, v2_len) = at_app_version(&state, 2);
+        assert_eq!(v2, state);
+        // App version 1 (`VcpuState` v1) has no `tsc_khz`: 5 bytes fewer (tag + u32), and it
+        // reads back as `None`, which makes `restore_vcpu` keep the target's frequency.
+        let (v1, v1_len) = at_app_version(&state, 1);
+        assert_eq!(v2_len - v1_len, 5);
+        assert_eq!(
+            v1,
+            VcpuState {
+                tsc_khz: None,
+                ..state.clone()
+            }
+        );
+        assert_eq!(VcpuState::version(), 2);
+    }
 }

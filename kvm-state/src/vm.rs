@@ -7,6 +7,7 @@ use kvm_bindings::{
     KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
 };
 use kvm_ioctls::VmFd;
+use versionize::{Versionize, VersionizeResult};
 
 use crate::error::{KvmStateError, Result};
 
@@ -15,27 +16,43 @@ pub const IOAPIC_NUM_PINS: usize = 24;
 
 /// `kvm_clock_data` flags that describe the source host and must not be passed to
 /// `KVM_SET_CLOCK` on another host (or later on the same one).
-pub const CLOCK_HOST_ONLY_FLAGS: u32 = KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC;
+pub const CLOCK_HOST_ONLY_FLAGS: u32 =
+    KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC;
 
 /// One 8259 PIC (`kvm_pic_state`).
-#[allow(missing_docs)] // The fields are the i8259 registers and latches of the same name.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct PicState {
+    /// IRR as last sampled, for edge detection.
     pub last_irr: u8,
+    /// Interrupt request register.
     pub irr: u8,
+    /// Interrupt mask register.
     pub imr: u8,
+    /// In-service register.
     pub isr: u8,
+    /// Priority rotation offset.
     pub priority_add: u8,
+    /// Vector base (ICW2).
     pub irq_base: u8,
+    /// OCW3 selects the ISR (1) or IRR (0) for reads.
     pub read_reg_select: u8,
+    /// Poll mode command pending.
     pub poll: u8,
+    /// Special mask mode.
     pub special_mask: u8,
+    /// Step of the ICW initialization sequence.
     pub init_state: u8,
+    /// Automatic EOI mode.
     pub auto_eoi: u8,
+    /// Rotate priorities on automatic EOI.
     pub rotate_on_auto_eoi: u8,
+    /// Special fully nested mode.
     pub special_fully_nested_mode: u8,
+    /// ICW4 expected during initialization.
     pub init4: u8,
+    /// Edge/level control register.
     pub elcr: u8,
+    /// Writable bits of the ELCR.
     pub elcr_mask: u8,
 }
 
@@ -86,7 +103,7 @@ impl From<&PicState> for kvm_pic_state {
 }
 
 /// The IOAPIC (`kvm_ioapic_state`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct IoapicState {
     /// MMIO base address.
     pub base_address: u64,
@@ -136,7 +153,11 @@ impl From<&IoapicState> for kvm_ioapic_state {
 
 /// The state of one in-kernel interrupt controller, as `KVM_GET_IRQCHIP` returns it, keyed by
 /// its chip id instead of a raw union.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Versioned as an enum: a `u32` variant index, which equals the chip id
+/// (`KVM_IRQCHIP_PIC_MASTER` = 0, `KVM_IRQCHIP_PIC_SLAVE` = 1, `KVM_IRQCHIP_IOAPIC` = 2), then
+/// that chip's fields; never the 512 bytes of the union.
+#[derive(Clone, Debug, PartialEq, Eq, Versionize)]
 pub enum IrqchipState {
     /// `KVM_IRQCHIP_PIC_MASTER`.
     PicMaster(PicState),
@@ -202,20 +223,31 @@ impl From<&IrqchipState> for kvm_irqchip {
 }
 
 /// One channel of the 8254 PIT (`kvm_pit_channel_state`).
-#[allow(missing_docs)] // The fields are the i8254 channel registers of the same name.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct PitChannelState {
+    /// Reload value of the counter (0 means 65536).
     pub count: u32,
+    /// Counter value latched by a counter-latch command.
     pub latched_count: u16,
+    /// Which bytes of `latched_count` remain to be read.
     pub count_latched: u8,
+    /// A read-back status is latched.
     pub status_latched: u8,
+    /// The latched status byte.
     pub status: u8,
+    /// Byte-access state for reads.
     pub read_state: u8,
+    /// Byte-access state for writes.
     pub write_state: u8,
+    /// First byte of a two-byte write.
     pub write_latch: u8,
+    /// Access mode (latch, low, high, low then high).
     pub rw_mode: u8,
+    /// Counting mode (0 to 5).
     pub mode: u8,
+    /// BCD counting.
     pub bcd: u8,
+    /// Gate input level.
     pub gate: u8,
     /// Host time (ns) at which `count` was loaded.
     pub count_load_time: i64,
@@ -262,7 +294,7 @@ impl From<&PitChannelState> for kvm_pit_channel_state {
 }
 
 /// The 8254 PIT (`kvm_pit_state2`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct PitState {
     /// The three counters.
     pub channels: [PitChannelState; 3],
@@ -297,19 +329,43 @@ impl From<&PitState> for kvm_pit_state2 {
     }
 }
 
+/// `kvm_clock_data` flags whose values live in the fields that version 2 of [`ClockState`]
+/// added (`realtime`, `host_tsc`).
+const CLOCK_V2_FLAGS: u32 = KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC;
+
 /// The kvmclock (`kvm_clock_data`).
 ///
 /// Kept losslessly; [`restore_vm`] strips [`CLOCK_HOST_ONLY_FLAGS`] before `KVM_SET_CLOCK`.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+///
+/// # Versions
+///
+/// - 1: `clock`, `flags` (the `kvm_clock_data` of Linux before 5.16).
+/// - 2: adds `realtime` and `host_tsc` (Linux 5.16, `KVM_CLOCK_REALTIME` and
+///   `KVM_CLOCK_HOST_TSC`). Writing version 1 clears those two flags on the copy being
+///   written, so an older build never sees a flag whose value is missing; reading version 1
+///   clears them too, whatever an older writer left.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct ClockState {
     /// Guest clock in nanoseconds.
     pub clock: u64,
     /// `KVM_CLOCK_*` flags.
     pub flags: u32,
     /// Host `CLOCK_REALTIME` at the time of the read, valid with `KVM_CLOCK_REALTIME`.
+    #[version(start = 2, ser_fn = "clear_v2_flags", de_fn = "clear_v2_flags")]
     pub realtime: u64,
     /// Host TSC at the time of the read, valid with `KVM_CLOCK_HOST_TSC`.
+    #[version(start = 2)]
     pub host_tsc: u64,
+}
+
+impl ClockState {
+    /// Drops the flags whose values version 1 cannot carry (`ser_fn`/`de_fn` of `realtime`).
+    fn clear_v2_flags(&mut self, _type_version: u16) -> VersionizeResult<()> {
+        self.flags &= !CLOCK_V2_FLAGS;
+        self.realtime = 0;
+        self.host_tsc = 0;
+        Ok(())
+    }
 }
 
 impl From<&kvm_clock_data> for ClockState {
@@ -336,7 +392,7 @@ impl From<&ClockState> for kvm_clock_data {
 }
 
 /// Everything KVM holds for a VM outside its vCPUs and memory.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
 pub struct VmState {
     /// Master 8259 PIC.
     pub pic_master: PicState,
@@ -377,7 +433,10 @@ pub fn save_vm(vm: &VmFd) -> Result<VmState> {
     if let IrqchipState::Ioapic(i) = get_irqchip(vm, KVM_IRQCHIP_IOAPIC)? {
         state.ioapic = i;
     }
-    state.pit = PitState::from(&vm.get_pit2().map_err(KvmStateError::ioctl("KVM_GET_PIT2"))?);
+    state.pit = PitState::from(
+        &vm.get_pit2()
+            .map_err(KvmStateError::ioctl("KVM_GET_PIT2"))?,
+    );
     state.clock = ClockState::from(
         &vm.get_clock()
             .map_err(KvmStateError::ioctl("KVM_GET_CLOCK"))?,
@@ -409,4 +468,252 @@ pub fn restore_vm(vm: &VmFd, state: &VmState) -> Result<()> {
     vm.set_clock(&clock)
         .map_err(KvmStateError::ioctl("KVM_SET_CLOCK"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{at_app_version, patterned, through_bytes};
+
+    fn pic_bytes(p: &kvm_pic_state) -> [u8; 16] {
+        [
+            p.last_irr,
+            p.irr,
+            p.imr,
+            p.isr,
+            p.priority_add,
+            p.irq_base,
+            p.read_reg_select,
+            p.poll,
+            p.special_mask,
+            p.init_state,
+            p.auto_eoi,
+            p.rotate_on_auto_eoi,
+            p.special_fully_nested_mode,
+            p.init4,
+            p.elcr,
+            p.elcr_mask,
+        ]
+    }
+
+    #[test]
+    fn test_pic_roundtrip() {
+        let orig: kvm_pic_state = patterned();
+        let back = kvm_pic_state::from(&through_bytes(&PicState::from(&orig)));
+        assert_eq!(pic_bytes(&back), pic_bytes(&orig));
+    }
+
+    fn ioapic_fields(s: &kvm_ioapic_state) -> (u64, u32, u32, u32, Vec<u64>) {
+        // SAFETY: `bits` covers the whole 8-byte union of integers.
+        let table = s.redirtbl.iter().map(|e| unsafe { e.bits }).collect();
+        (s.base_address, s.ioregsel, s.id, s.irr, table)
+    }
+
+    #[test]
+    fn test_ioapic_roundtrip() {
+        let mut orig: kvm_ioapic_state = patterned();
+        orig.pad = 0;
+        let ours = through_bytes(&IoapicState::from(&orig));
+        assert!(ours.redirtbl.iter().all(|&e| e != 0));
+        let back = kvm_ioapic_state::from(&ours);
+        assert_eq!(ioapic_fields(&back), ioapic_fields(&orig));
+    }
+
+    #[test]
+    fn test_irqchip_roundtrip_by_chip_id() {
+        for chip_id in [
+            KVM_IRQCHIP_PIC_MASTER,
+            KVM_IRQCHIP_PIC_SLAVE,
+            KVM_IRQCHIP_IOAPIC,
+        ] {
+            let mut orig: kvm_irqchip = patterned();
+            orig.chip_id = chip_id;
+            orig.pad = 0;
+            let ours = through_bytes(&IrqchipState::try_from(&orig).unwrap());
+            assert_eq!(ours.chip_id(), chip_id);
+            let back = kvm_irqchip::from(&ours);
+            assert_eq!(back.chip_id, chip_id);
+            assert_eq!(back.pad, 0);
+            // SAFETY: the chip id selects the member that both structures hold.
+            unsafe {
+                if chip_id == KVM_IRQCHIP_IOAPIC {
+                    let mut o = orig.chip.ioapic;
+                    o.pad = 0;
+                    assert_eq!(ioapic_fields(&back.chip.ioapic), ioapic_fields(&o));
+                } else {
+                    assert_eq!(pic_bytes(&back.chip.pic), pic_bytes(&orig.chip.pic));
+                    assert!(matches!(
+                        (&ours, chip_id),
+                        (IrqchipState::PicMaster(_), KVM_IRQCHIP_PIC_MASTER)
+                            | (IrqchipState::PicSlave(_), KVM_IRQCHIP_PIC_SLAVE)
+                    ));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn test_irqchip_unknown_chip_id() {
+        let mut orig: kvm_irqchip = patterned();
+        orig.chip_id = 3;
+        assert!(matches!(
+            IrqchipState::try_from(&orig),
+            Err(KvmStateError::UnknownIrqchip(3))
+        ));
+    }
+
+    #[test]
+    fn test_pit_roundtrip() {
+        let mut orig: kvm_pit_state2 = patterned();
+        orig.reserved = [0; 9];
+        let ours = through_bytes(&PitState::from(&orig));
+        assert_eq!(
+            ours.channels[2].count_load_time,
+            orig.channels[2].count_load_time
+        );
+        let back = kvm_pit_state2::from(&ours);
+        assert_eq!(back.flags, orig.flags);
+        assert_eq!(back.reserved, orig.reserved);
+        for (b, o) in back.channels.iter().zip(&orig.channels) {
+            assert_eq!(PitChannelState::from(b), PitChannelState::from(o));
+            assert_eq!(
+                (b.count, b.latched_count, b.count_load_time, b.gate, b.bcd),
+                (o.count, o.latched_count, o.count_load_time, o.gate, o.bcd)
+            );
+        }
+    }
+
+    #[test]
+    fn test_clock_roundtrip() {
+        let mut orig: kvm_clock_data = patterned();
+        orig.pad0 = 0;
+        orig.pad = [0; 4];
+        let back = kvm_clock_data::from(&through_bytes(&ClockState::from(&orig)));
+        assert_eq!(
+            (
+                back.clock,
+                back.flags,
+                back.realtime,
+                back.host_tsc,
+                back.pad0,
+                back.pad
+            ),
+            (
+                orig.clock,
+                orig.flags,
+                orig.realtime,
+                orig.host_tsc,
+                orig.pad0,
+                orig.pad
+            )
+        );
+    }
+
+    #[test]
+    fn test_clock_state_versions() {
+        let clock = ClockState {
+            clock: 123_456_789,
+            flags: KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC,
+            realtime: 1_700_000_000_000_000_000,
+            host_tsc: 0x1234_5678_9abc,
+        };
+        let (v2, v2_len) = at_app_version(&clock, 2);
+        assert_eq!(v2, clock);
+        // Version 1 has no `realtime`/`host_tsc`: 16 bytes fewer, and the flags that said
+        // they were valid are cleared on the way out (ser_fn) and on the way in (de_fn).
+        let (v1, v1_len) = at_app_version(&clock, 1);
+        assert_eq!(v2_len - v1_len, 16);
+        assert_eq!(
+            v1,
+            ClockState {
+                clock: 123_456_789,
+                flags: KVM_CLOCK_TSC_STABLE,
+                realtime: 0,
+                host_tsc: 0,
+            }
+        );
+        // Bytes of version 1 as an older build writes them: clock, flags.
+        let mut old = Vec::new();
+        old.extend_from_slice(&123_456_789u64.to_le_bytes());
+        old.extend_from_slice(&(KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME).to_le_bytes());
+        let read = ClockState::deserialize(&mut old.as_slice(), &crate::microvm::version_map(), 1)
+            .unwrap();
+        assert_eq!(read.flags, KVM_CLOCK_TSC_STABLE);
+        assert_eq!(ClockState::version(), 2);
+    }
+
+    #[test]
+    fn test_vm_state_roundtrip_through_bytes() {
+        let mut ioapic: kvm_ioapic_state = patterned();
+        ioapic.pad = 0;
+        let mut pit: kvm_pit_state2 = patterned();
+        pit.reserved = [0; 9];
+        let state = VmState {
+            pic_master: PicState::from(&patterned::<kvm_pic_state>()),
+            pic_slave: PicState {
+                irq_base: 0x70,
+                ..Default::default()
+            },
+            ioapic: IoapicState::from(&ioapic),
+            pit: PitState::from(&pit),
+            clock: ClockState {
+                clock: 5,
+                flags: 0,
+                realtime: 6,
+                host_tsc: 7,
+            },
+        };
+        assert_eq!(through_bytes(&state), state);
+    }
+
+    #[test]
+    fn test_irqchip_wire_format() {
+        let map = crate::microvm::version_map();
+        let pic = PicState {
+            irq_base: 0x20,
+            elcr_mask: 0xf8,
+            ..Default::default()
+        };
+        for (chip, id) in [
+            (IrqchipState::PicMaster(pic.clone()), KVM_IRQCHIP_PIC_MASTER),
+            (IrqchipState::PicSlave(pic.clone()), KVM_IRQCHIP_PIC_SLAVE),
+        ] {
+            let mut bytes = Vec::new();
+            chip.serialize(&mut bytes, &map, 2).unwrap();
+            let mut expected = id.to_le_bytes().to_vec();
+            expected.extend_from_slice(&[0, 0, 0, 0, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xf8]);
+            assert_eq!(bytes, expected);
+        }
+        let mut bytes = Vec::new();
+        IrqchipState::Ioapic(IoapicState::default())
+            .serialize(&mut bytes, &map, 2)
+            .unwrap();
+        // Tag, base address, ioregsel, id, irr, 24 redirection entries.
+        assert_eq!(bytes.len(), 4 + 8 + 4 + 4 + 4 + 24 * 8);
+        assert_eq!(bytes[..4], KVM_IRQCHIP_IOAPIC.to_le_bytes());
+        // An index no chip has is an error, not a panic.
+        let mut bad = 3u32.to_le_bytes().to_vec();
+        bad.extend_from_slice(&[0; 16]);
+        assert!(IrqchipState::deserialize(&mut bad.as_slice(), &map, 2).is_err());
+    }
+
+    #[test]
+    fn test_clock_state_wire_format() {
+        let map = crate::microvm::version_map();
+        let clock = ClockState {
+            clock: 0x0102_0304_0506_0708,
+            flags: KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME,
+            realtime: 0x1112_1314_1516_1718,
+            host_tsc: 0x2122_2324_2526_2728,
+        };
+        let mut v2 = Vec::new();
+        clock.serialize(&mut v2, &map, 2).unwrap();
+        let mut expected = vec![8, 7, 6, 5, 4, 3, 2, 1, 6, 0, 0, 0];
+        expected.extend_from_slice(&[0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11]);
+        expected.extend_from_slice(&[0x28, 0x27, 0x26, 0x25, 0x24, 0x23, 0x22, 0x21]);
+        assert_eq!(v2, expected);
+        let mut v1 = Vec::new();
+        clock.serialize(&mut v1, &map, 1).unwrap();
+        assert_eq!(v1, [8, 7, 6, 5, 4, 3, 2, 1, 2, 0, 0, 0]);
+    }
 }

@@ -21,12 +21,14 @@
 
 mod error;
 mod file;
+mod info;
 pub mod magic;
 mod snapshot;
 
 pub use crate::error::{Result, SnapshotError};
 #[doc(hidden)]
 pub use crate::file::{atomic_write_with_faults, SaveStep};
+pub use crate::info::SnapshotInfo;
 pub use crate::magic::{arch_of_magic, get_format_version};
 pub use crate::snapshot::{
     LoadOptions, Snapshot, SnapshotHdr, CRC_LEN, DEFAULT_MAX_STATE_LEN, FORMAT_VERSION, HEADER_LEN,

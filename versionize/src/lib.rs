@@ -54,6 +54,7 @@ pub mod crc;
 mod error;
 mod impls;
 pub mod limits;
+pub mod schema;
 mod version_map;
 
 #[doc(hidden)]
@@ -107,6 +108,18 @@ pub trait Versionize {
 
     /// The latest version of this type.
     fn version() -> u16;
+
+    /// Describes this type for a [`schema`] export and returns its name.
+    ///
+    /// `#[derive(Versionize)]` generates it; built-in types name their layout. The default,
+    /// for hand-written impls, records the type as opaque under its Rust type name, at its
+    /// latest version; a hand-written impl that follows the version map can override it.
+    fn describe(builder: &mut schema::SchemaBuilder<'_>) -> String
+    where
+        Self: Sized,
+    {
+        builder.opaque(std::any::type_name::<Self>(), Self::version())
+    }
 
     /// Writes a slice of values back to back (no length). Plain numeric types override
     /// this with a bulk copy; the default writes one element after the other.

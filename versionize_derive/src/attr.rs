@@ -60,6 +60,9 @@ pub(crate) struct VersionAttrs {
     pub(crate) end: Option<VersionNumber>,
     /// Supplies the value when it is absent.
     pub(crate) default_fn: Option<Hook>,
+    /// Whether a `default_fn` key was written, even with a value in error (so that checks
+    /// do not also report it missing).
+    pub(crate) default_fn_written: bool,
     /// Runs before writing a version in which the field is absent.
     pub(crate) ser_fn: Option<Hook>,
     /// Runs after reading a version in which the field is absent.
@@ -78,6 +81,8 @@ pub(crate) fn parse_version_attrs(
     position: Position,
 ) -> VersionAttrs {
     let mut out = VersionAttrs::default();
+    // Keys met so far, valid or not, so that a second occurrence is always a duplicate.
+    let mut seen = Vec::new();
     for attr in attrs.iter().filter(|attr| is_version_attr(attr)) {
         let list = match &attr.meta {
             Meta::List(list) => list,
@@ -98,14 +103,20 @@ pub(crate) fn parse_version_attrs(
             }
         };
         for item in items {
-            parse_item(cx, &mut out, &item, position);
+            parse_item(cx, &mut out, &mut seen, &item, position);
         }
     }
     out
 }
 
 /// Reads one `key = value` of a `#[version(...)]` list into `out`.
-fn parse_item(cx: &mut Ctxt, out: &mut VersionAttrs, item: &Meta, position: Position) {
+fn parse_item(
+    cx: &mut Ctxt,
+    out: &mut VersionAttrs,
+    seen: &mut Vec<String>,
+    item: &Meta,
+    position: Position,
+) {
     let key = item.path();
     let Some(name) = key.get_ident().map(ToString::to_string) else {
         cx.error_spanned_by(
@@ -150,17 +161,14 @@ fn parse_item(cx: &mut Ctxt, out: &mut VersionAttrs, item: &Meta, position: Posi
         cx.error_spanned_by(item, format!("expected {example}"));
         return;
     };
-    let duplicate = match name.as_str() {
-        "start" => out.start.is_some(),
-        "end" => out.end.is_some(),
-        "default_fn" => out.default_fn.is_some(),
-        "ser_fn" => out.ser_fn.is_some(),
-        _ => out.de_fn.is_some(),
-    };
-    if duplicate {
+    if seen.contains(&name) {
         cx.error_spanned_by(key, format!("duplicate key `{name}` in #[version(...)]"));
         return;
     }
+    if name == "default_fn" {
+        out.default_fn_written = true;
+    }
+    seen.push(name.clone());
     match name.as_str() {
         "start" => out.start = parse_version_number(cx, &name, value),
         "end" => out.end = parse_version_number(cx, &name, value),
@@ -186,10 +194,7 @@ fn parse_version_number(cx: &mut Ctxt, key: &str, value: &Expr) -> Option<Versio
             lit: Lit::Int(int), ..
         }) => version_from_literal(cx, key, int),
         Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) => {
-            cx.error_spanned_by(
-                value,
-                format!("`{key}` must not be negative: versions are numbered from 1 to 65535"),
-            );
+            cx.error_spanned_by(value, negative_message(key));
             None
         }
         other => {
@@ -209,6 +214,11 @@ fn version_from_literal(cx: &mut Ctxt, key: &str, int: &LitInt) -> Option<Versio
             int.span(),
             format!("`{key}` must be an unsuffixed integer literal (or `u16`)"),
         );
+        return None;
+    }
+    // syn reads `-1` as one (negative) literal.
+    if int.base10_digits().starts_with('-') {
+        cx.error(int.span(), negative_message(key));
         return None;
     }
     let value = match int.base10_parse::<u64>() {
@@ -235,6 +245,11 @@ fn version_from_literal(cx: &mut Ctxt, key: &str, int: &LitInt) -> Option<Versio
     })
 }
 
+/// The error for a negative `start` or `end`.
+fn negative_message(key: &str) -> String {
+    format!("`{key}` must not be negative: versions are numbered from 1 to 65535")
+}
+
 /// Reads the value of `default_fn`, `ser_fn` or `de_fn`: a string literal naming a function.
 fn parse_hook(cx: &mut Ctxt, key: &str, value: &Expr) -> Option<Hook> {
     let Expr::Lit(ExprLit {
@@ -243,7 +258,9 @@ fn parse_hook(cx: &mut Ctxt, key: &str, value: &Expr) -> Option<Hook> {
     else {
         cx.error_spanned_by(
             value,
-            format!("`{key}` must be a string literal naming a function, e.g. `{key} = \"my_{key}\"`"),
+            format!(
+                "`{key}` must be a string literal naming a function, e.g. `{key} = \"my_{key}\"`"
+            ),
         );
         return None;
     };
@@ -275,5 +292,78 @@ fn hook_from_literal(cx: &mut Ctxt, key: &str, lit: &LitStr) -> Option<Hook> {
 pub(crate) fn reject_version_attrs(cx: &mut Ctxt, attrs: &[Attribute], message: &str) {
     for attr in attrs.iter().filter(|attr| is_version_attr(attr)) {
         cx.error_spanned_by(attr, message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::ToTokens;
+    use syn::parse_quote;
+
+    use super::*;
+
+    fn parse(attrs: &[Attribute], position: Position) -> (VersionAttrs, Vec<String>) {
+        let mut cx = Ctxt::new();
+        let parsed = parse_version_attrs(&mut cx, attrs, position);
+        let errors = match cx.check() {
+            Ok(()) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        };
+        (parsed, errors)
+    }
+
+    #[test]
+    fn test_attr_reads_every_key() {
+        let attrs: Vec<Attribute> = vec![
+            parse_quote!(#[doc = "not ours"]),
+            parse_quote!(#[version(start = 2, end = 5u16, default_fn = "d")]),
+            parse_quote!(#[version(ser_fn = "s", de_fn = "helpers::de")]),
+        ];
+        let (parsed, errors) = parse(&attrs, Position::Field);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(parsed.start.map(|v| v.value), Some(2));
+        assert_eq!(parsed.end.map(|v| v.value), Some(5));
+        assert!(parsed.default_fn_written);
+        let path = |hook: Option<Hook>| hook.map(|h| h.path.to_token_stream().to_string());
+        assert_eq!(path(parsed.default_fn), Some("d".to_owned()));
+        assert_eq!(path(parsed.ser_fn), Some("s".to_owned()));
+        assert_eq!(path(parsed.de_fn), Some("helpers :: de".to_owned()));
+    }
+
+    #[test]
+    fn test_attr_reports_every_mistake_in_order() {
+        let attrs: Vec<Attribute> = vec![parse_quote!(
+            #[version(start = 0, bogus = 1, end = 70000, end = 3, default_fn = 4, ser_fn = "a b")]
+        )];
+        let (parsed, errors) = parse(&attrs, Position::Field);
+        assert_eq!(errors.len(), 6, "{errors:?}");
+        assert!(errors[0].contains("at least 1"));
+        assert!(errors[1].contains("unknown key `bogus`"));
+        assert!(errors[2].contains("at most 65535"));
+        // A key written twice is a duplicate even when its first value was in error.
+        assert!(errors[3].contains("duplicate key `end`"));
+        assert!(errors[4].contains("must be a string literal"));
+        assert!(errors[5].contains("must name a function"));
+        assert!(parsed.start.is_none() && parsed.end.is_none());
+    }
+
+    #[test]
+    fn test_attr_variant_refuses_field_hooks() {
+        let attrs: Vec<Attribute> =
+            vec![parse_quote!(#[version(start = 2, ser_fn = "s", de_fn = "d")])];
+        let (_, errors) = parse(&attrs, Position::Variant);
+        assert_eq!(errors.len(), 2);
+        assert!(errors
+            .iter()
+            .all(|e| e.contains("not supported on an enum variant")));
+    }
+
+    #[test]
+    fn test_attr_negative_and_non_literal_versions() {
+        let attrs: Vec<Attribute> = vec![parse_quote!(#[version(start = -3, end = N)])];
+        let (parsed, errors) = parse(&attrs, Position::Field);
+        assert!(parsed.start.is_none() && parsed.end.is_none());
+        assert!(errors[0].contains("must not be negative"));
+        assert!(errors[1].contains("must be an integer literal"));
     }
 }

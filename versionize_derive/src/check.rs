@@ -82,7 +82,7 @@ fn start_before_end(cx: &mut Ctxt, attrs: &VersionAttrs) {
 /// Writing a variant at a version where it does not exist needs a substitute.
 fn absent_variant_has_default(cx: &mut Ctxt, variant: &Variant<'_>) {
     let presence: Presence = variant.presence();
-    if !presence.is_always() && variant.attrs.default_fn.is_none() {
+    if !presence.is_always() && !variant.attrs.default_fn_written {
         cx.error(
             variant.ident.span(),
             format!(
@@ -116,5 +116,109 @@ fn not_empty_enum(cx: &mut Ctxt, input: &Input<'_>, variants: &[Variant<'_>]) {
             "Versionize cannot be derived for an enum with no variants: it has no value to \
              write and none to read",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use syn::{parse_quote, DeriveInput};
+
+    use super::*;
+
+    /// The messages of every error found in `input`, in order.
+    fn errors(input: &DeriveInput) -> Vec<String> {
+        let mut cx = Ctxt::new();
+        let model = Input::from_syn(&mut cx, input);
+        check(&mut cx, &model);
+        match cx.check() {
+            Ok(()) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn test_check_accepts_valid_inputs() {
+        let inputs: [DeriveInput; 4] = [
+            parse_quote!(
+                struct Unit;
+            ),
+            parse_quote!(
+                struct Tuple<T, const N: usize>(T, #[version(start = 2, end = 3)] [u8; N]);
+            ),
+            parse_quote!(
+                enum E {
+                    A,
+                    #[version(start = 2, default_fn = "f")]
+                    B {
+                        x: u8,
+                    },
+                }
+            ),
+            parse_quote!(
+                struct S {
+                    #[version(end = 65535, de_fn = "g")]
+                    x: u8,
+                }
+            ),
+        ];
+        for input in &inputs {
+            assert!(errors(input).is_empty(), "{:?}", errors(input));
+        }
+    }
+
+    #[test]
+    fn test_check_reports_every_rule_at_once() {
+        let input: DeriveInput = parse_quote! {
+            #[version(start = 2)]
+            enum E<'a, T> {
+                #[version(start = 3, end = 2, default_fn = "f")]
+                A(&'a T),
+                #[version(start = 2)]
+                B { #[version(end = 2)] x: u8 },
+            }
+        };
+        let errors = errors(&input);
+        assert_eq!(errors.len(), 5, "{errors:?}");
+        assert!(errors[0].contains("lifetime parameter"));
+        assert!(errors[1].contains("not on the type"));
+        assert!(errors[2].contains("must be greater than `start`"));
+        assert!(errors[3].contains("variant `B` does not exist at every version"));
+        assert!(errors[4].contains("field of an enum variant"));
+    }
+
+    #[test]
+    fn test_check_refuses_union_and_empty_enum() {
+        let union: DeriveInput = parse_quote!(union U { a: u8, b: u16 });
+        assert!(errors(&union)[0].contains("tagged enum"));
+        let empty: DeriveInput = parse_quote!(
+            enum Never {}
+        );
+        assert!(errors(&empty)[0].contains("no variants"));
+    }
+
+    #[test]
+    fn test_check_invalid_default_fn_is_not_also_missing() {
+        let input: DeriveInput = parse_quote! {
+            enum E { A, #[version(start = 2, default_fn = "")] B }
+        };
+        let errors = errors(&input);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("must name a function"));
+    }
+
+    #[test]
+    fn test_input_version_is_largest_start_or_end() {
+        let mut cx = Ctxt::new();
+        let input: DeriveInput = parse_quote! {
+            struct S { a: u8, #[version(start = 3)] b: u8, #[version(start = 2, end = 5)] c: u8 }
+        };
+        assert_eq!(Input::from_syn(&mut cx, &input).version(), 5);
+        let input: DeriveInput = parse_quote!(
+            struct Plain {
+                a: u8,
+            }
+        );
+        assert_eq!(Input::from_syn(&mut cx, &input).version(), 1);
+        assert!(cx.check().is_ok());
     }
 }

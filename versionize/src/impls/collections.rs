@@ -40,6 +40,10 @@ impl<T: Versionize> Versionize for Vec<T> {
     fn version() -> u16 {
         1
     }
+
+    fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        format!("Vec<{}>", builder.describe::<T>())
+    }
 }
 
 impl<T: Versionize> Versionize for VecDeque<T> {
@@ -62,6 +66,10 @@ impl<T: Versionize> Versionize for VecDeque<T> {
     fn version() -> u16 {
         1
     }
+
+    fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        format!("VecDeque<{}>", builder.describe::<T>())
+    }
 }
 
 impl<T: Versionize, const N: usize> Versionize for [T; N] {
@@ -82,6 +90,10 @@ impl<T: Versionize, const N: usize> Versionize for [T; N] {
 
     fn version() -> u16 {
         1
+    }
+
+    fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        format!("[{}; {N}]", builder.describe::<T>())
     }
 }
 
@@ -115,6 +127,11 @@ impl<K: Versionize + Ord, V: Versionize> Versionize for BTreeMap<K, V> {
     fn version() -> u16 {
         1
     }
+
+    fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        let key = builder.describe::<K>();
+        format!("BTreeMap<{key}, {}>", builder.describe::<V>())
+    }
 }
 
 impl<T: Versionize + Ord> Versionize for BTreeSet<T> {
@@ -143,6 +160,10 @@ impl<T: Versionize + Ord> Versionize for BTreeSet<T> {
 
     fn version() -> u16 {
         1
+    }
+
+    fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        format!("BTreeSet<{}>", builder.describe::<T>())
     }
 }
 
@@ -182,6 +203,11 @@ where
     fn version() -> u16 {
         1
     }
+
+    fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        let key = builder.describe::<K>();
+        format!("HashMap<{key}, {}>", builder.describe::<V>())
+    }
 }
 
 impl<T, S> Versionize for HashSet<T, S>
@@ -214,5 +240,9 @@ where
 
     fn version() -> u16 {
         1
+    }
+
+    fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        format!("HashSet<{}>", builder.describe::<T>())
     }
 }

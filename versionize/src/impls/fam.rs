@@ -54,4 +54,8 @@ where
     fn version() -> u16 {
         1
     }
+
+    fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        format!("FamStructWrapper<{}>", builder.describe::<T>())
+    }
 }

@@ -31,6 +31,10 @@ macro_rules! impl_number {
                 1
             }
 
+            fn describe(_: &mut crate::schema::SchemaBuilder<'_>) -> String {
+                stringify!($ty).to_owned()
+            }
+
             #[inline]
             fn serialize_slice<W: Write>(items: &[Self], writer: &mut W, _: &VersionMap, _: u16) -> VersionizeResult<()> {
                 const SIZE: usize = size_of::<$ty>();
@@ -110,6 +114,10 @@ impl Versionize for u8 {
         1
     }
 
+    fn describe(_: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        "u8".to_owned()
+    }
+
     #[inline]
     fn serialize_slice<W: Write>(
         items: &[Self],
@@ -176,6 +184,10 @@ impl Versionize for usize {
     fn version() -> u16 {
         1
     }
+
+    fn describe(_: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        "usize".to_owned()
+    }
 }
 
 impl Versionize for isize {
@@ -199,6 +211,10 @@ impl Versionize for isize {
     fn version() -> u16 {
         1
     }
+
+    fn describe(_: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        "isize".to_owned()
+    }
 }
 
 impl Versionize for bool {
@@ -221,6 +237,10 @@ impl Versionize for bool {
 
     fn version() -> u16 {
         1
+    }
+
+    fn describe(_: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        "bool".to_owned()
     }
 }
 
@@ -251,5 +271,9 @@ impl Versionize for char {
 
     fn version() -> u16 {
         1
+    }
+
+    fn describe(_: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        "char".to_owned()
     }
 }

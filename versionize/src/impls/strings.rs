@@ -30,4 +30,8 @@ impl Versionize for String {
     fn version() -> u16 {
         1
     }
+
+    fn describe(_: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        "String".to_owned()
+    }
 }

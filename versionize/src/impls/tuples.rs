@@ -21,6 +21,11 @@ macro_rules! impl_tuple {
             fn version() -> u16 {
                 1
             }
+
+            fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
+                let names: Vec<String> = vec![$(builder.describe::<$name>()),+];
+                format!("({},)", names.join(", "))
+            }
         }
     };
 }

@@ -42,6 +42,10 @@ impl<T: Versionize> Versionize for Option<T> {
     fn version() -> u16 {
         1
     }
+
+    fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        format!("Option<{}>", builder.describe::<T>())
+    }
 }
 
 impl<T: Versionize> Versionize for Box<T> {
@@ -65,6 +69,10 @@ impl<T: Versionize> Versionize for Box<T> {
     fn version() -> u16 {
         T::version()
     }
+
+    fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        format!("Box<{}>", builder.describe::<T>())
+    }
 }
 
 impl<T: Versionize> Versionize for Arc<T> {
@@ -87,6 +95,10 @@ impl<T: Versionize> Versionize for Arc<T> {
     fn version() -> u16 {
         T::version()
     }
+
+    fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        format!("Arc<{}>", builder.describe::<T>())
+    }
 }
 
 impl<T: Versionize> Versionize for Wrapping<T> {
@@ -108,6 +120,10 @@ impl<T: Versionize> Versionize for Wrapping<T> {
     fn version() -> u16 {
         T::version()
     }
+
+    fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        format!("Wrapping<{}>", builder.describe::<T>())
+    }
 }
 
 impl Versionize for () {
@@ -124,6 +140,11 @@ impl Versionize for () {
     fn version() -> u16 {
         1
     }
+
+    fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        let _ = builder;
+        "()".to_owned()
+    }
 }
 
 impl<T: ?Sized> Versionize for PhantomData<T> {
@@ -139,5 +160,10 @@ impl<T: ?Sized> Versionize for PhantomData<T> {
 
     fn version() -> u16 {
         1
+    }
+
+    fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
+        let _ = builder;
+        "PhantomData".to_owned()
     }
 }

@@ -16,7 +16,7 @@ use quote::{format_ident, quote};
 
 use super::{
     absent_condition, bounded_generics, hook_path, impl_versionize, in_field, let_type_version,
-    present_condition, read_field, write_field,
+    present_condition, read_field, schema, write_field,
 };
 use crate::ast::{Input, Variant};
 
@@ -25,7 +25,8 @@ pub(super) fn expand(input: &Input<'_>, variants: &[Variant<'_>]) -> TokenStream
     let generics = bounded_generics(input, &[], false);
     let serialize = serialize_body(input, variants);
     let deserialize = deserialize_body(input, variants);
-    impl_versionize(input, &generics, &serialize, &deserialize)
+    let schema_kind = schema::enum_kind(variants);
+    impl_versionize(input, &generics, &serialize, &deserialize, &schema_kind)
 }
 
 /// The local names bound to a variant's fields: `__field0`, `__field1`...
@@ -47,10 +48,14 @@ fn write_arm(input: &Input<'_>, variant: &Variant<'_>, end: &TokenStream) -> Tok
     let members = variant.fields.iter().map(|field| &field.member);
     let index = Literal::u32_unsuffixed(variant.index);
     let index_in_field = in_field(input, &variant.name);
-    let writes = variant.fields.iter().zip(&bindings).map(|(field, binding)| {
-        let frame = field_frame(variant, &field.name);
-        write_field(input, &frame, field, &quote!(#binding))
-    });
+    let writes = variant
+        .fields
+        .iter()
+        .zip(&bindings)
+        .map(|(field, binding)| {
+            let frame = field_frame(variant, &field.name);
+            write_field(input, &frame, field, &quote!(#binding))
+        });
     quote! {
         Self::#ident { #(#members: #bindings),* } => {
             ::versionize::__private::write_variant_index(__writer, #index) #index_in_field?;
@@ -79,7 +84,9 @@ fn serialize_body(input: &Input<'_>, variants: &[Variant<'_>]) -> TokenStream {
         .collect();
     if substitutions.is_empty() {
         let end = quote!();
-        let arms = variants.iter().map(|variant| write_arm(input, variant, &end));
+        let arms = variants
+            .iter()
+            .map(|variant| write_arm(input, variant, &end));
         return quote! {
             #let_version
             match self {
@@ -89,7 +96,9 @@ fn serialize_body(input: &Input<'_>, variants: &[Variant<'_>]) -> TokenStream {
         };
     }
     let end = quote!(return ::versionize::__private::Ok(()););
-    let arms = variants.iter().map(|variant| write_arm(input, variant, &end));
+    let arms = variants
+        .iter()
+        .map(|variant| write_arm(input, variant, &end));
     let limit = substitutions.len();
     let type_name = &input.name;
     let names = variants.iter().map(|variant| {

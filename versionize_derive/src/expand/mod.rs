@@ -6,6 +6,7 @@
 //! type are spanned on that field, so a missing impl underlines the field.
 
 mod enum_;
+mod schema;
 mod struct_;
 
 use proc_macro2::{Ident, Literal, Span, TokenStream, TokenTree};
@@ -36,14 +37,16 @@ fn call_site_ident(ident: &Ident) -> Ident {
 /// The `impl Versionize` block around the generated method bodies.
 ///
 /// Inside the bodies, `__writer`, `__reader`, `__version_map` and `__app_version` are the
-/// method arguments.
+/// method arguments; `schema_kind` is the `TypeKind` expression that `describe` records.
 fn impl_versionize(
     input: &Input<'_>,
     generics: &Generics,
     serialize: &TokenStream,
     deserialize: &TokenStream,
+    schema_kind: &TokenStream,
 ) -> TokenStream {
     let ty = call_site_ident(input.ident);
+    let describe = schema::describe_method(input, schema_kind);
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let version = Literal::u16_unsuffixed(input.version());
     quote! {
@@ -73,6 +76,8 @@ fn impl_versionize(
             fn version() -> ::core::primitive::u16 {
                 #version
             }
+
+            #describe
         }
     }
 }
@@ -111,7 +116,12 @@ fn versionize_of(field: &Field<'_>) -> TokenStream {
 }
 
 /// A statement writing `value` (a `&FieldTy`) at `__app_version`.
-fn write_field(input: &Input<'_>, frame: &str, field: &Field<'_>, value: &TokenStream) -> TokenStream {
+fn write_field(
+    input: &Input<'_>,
+    frame: &str,
+    field: &Field<'_>,
+    value: &TokenStream,
+) -> TokenStream {
     let versionize = versionize_of(field);
     let in_field = in_field(input, frame);
     quote! {
@@ -141,37 +151,29 @@ fn hook_path(hook: &Hook) -> TokenStream {
 
 /// `__version` lies in the versions of `presence`; `None` when that holds at every version.
 fn present_condition(presence: Presence) -> Option<TokenStream> {
-    let mut parts = Vec::new();
-    if presence.start > 1 {
-        let start = Literal::u16_unsuffixed(presence.start);
-        parts.push(quote!(__version >= #start));
-    }
-    if let Some(end) = presence.end {
-        let end = Literal::u16_unsuffixed(end);
-        parts.push(quote!(__version < #end));
-    }
-    if parts.is_empty() {
-        None
-    } else {
-        Some(quote!(#(#parts)&&*))
+    let start = Literal::u16_unsuffixed(presence.start);
+    match (
+        presence.start > 1,
+        presence.end.map(Literal::u16_unsuffixed),
+    ) {
+        (false, None) => None,
+        (true, None) => Some(quote!(__version >= #start)),
+        (false, Some(end)) => Some(quote!(__version < #end)),
+        (true, Some(end)) => Some(quote!((#start..#end).contains(&__version))),
     }
 }
 
 /// `__version` lies outside the versions of `presence`; `None` when it never does.
 fn absent_condition(presence: Presence) -> Option<TokenStream> {
-    let mut parts = Vec::new();
-    if presence.start > 1 {
-        let start = Literal::u16_unsuffixed(presence.start);
-        parts.push(quote!(__version < #start));
-    }
-    if let Some(end) = presence.end {
-        let end = Literal::u16_unsuffixed(end);
-        parts.push(quote!(__version >= #end));
-    }
-    if parts.is_empty() {
-        None
-    } else {
-        Some(quote!(#(#parts)||*))
+    let start = Literal::u16_unsuffixed(presence.start);
+    match (
+        presence.start > 1,
+        presence.end.map(Literal::u16_unsuffixed),
+    ) {
+        (false, None) => None,
+        (true, None) => Some(quote!(__version < #start)),
+        (false, Some(end)) => Some(quote!(__version >= #end)),
+        (true, Some(end)) => Some(quote!(!(#start..#end).contains(&__version))),
     }
 }
 
@@ -209,4 +211,91 @@ fn mentions_any(tokens: TokenStream, idents: &[Ident]) -> bool {
         TokenTree::Group(group) => mentions_any(group.stream(), idents),
         TokenTree::Punct(_) | TokenTree::Literal(_) => false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use syn::{parse_quote, DeriveInput};
+
+    use crate::ast::Input;
+    use crate::ctxt::Ctxt;
+
+    fn expand(input: &DeriveInput) -> String {
+        let mut cx = Ctxt::new();
+        let model = Input::from_syn(&mut cx, input);
+        assert!(cx.check().is_ok());
+        super::expand(&model).to_string()
+    }
+
+    #[test]
+    fn test_expand_copies_only_for_ser_fn() {
+        let plain: DeriveInput = parse_quote! {
+            struct S { #[version(start = 2, de_fn = "d")] a: u8, #[version(ser_fn = "s")] b: u8 }
+        };
+        // `b` exists at every version, so its `ser_fn` never runs: no copy, no `Clone`.
+        let code = expand(&plain);
+        assert!(!code.contains("SerFnCopy"), "{code}");
+        assert!(!code.contains("Self :: s"), "{code}");
+        assert!(
+            code.contains("Self :: d (& mut __object , __version)"),
+            "{code}"
+        );
+
+        let hooked: DeriveInput = parse_quote! {
+            struct S { #[version(end = 3, ser_fn = "s")] a: u8 }
+        };
+        let code = expand(&hooked);
+        assert!(code.contains("SerFnCopy"), "{code}");
+        assert!(code.contains("if __version >= 3"), "{code}");
+    }
+
+    #[test]
+    fn test_expand_presence_conditions() {
+        use crate::ast::Presence;
+        let cond = |start, end| {
+            let presence = Presence { start, end };
+            (
+                super::present_condition(presence).map(|t| t.to_string()),
+                super::absent_condition(presence).map(|t| t.to_string()),
+            )
+        };
+        assert_eq!(cond(1, None), (None, None));
+        assert_eq!(
+            cond(2, None),
+            (Some("__version >= 2".into()), Some("__version < 2".into()))
+        );
+        assert_eq!(
+            cond(1, Some(4)),
+            (Some("__version < 4".into()), Some("__version >= 4".into()))
+        );
+        assert_eq!(
+            cond(2, Some(4)),
+            (
+                Some("(2 .. 4) . contains (& __version)".into()),
+                Some("! (2 .. 4) . contains (& __version)".into())
+            )
+        );
+    }
+
+    #[test]
+    fn test_expand_generic_bounds() {
+        let input: DeriveInput = parse_quote! {
+            struct S<T: Copy, U> where U: Send { a: T, #[version(start = 2)] b: Vec<U>, #[version(start = 2)] c: u8 }
+        };
+        let code = expand(&input);
+        assert!(
+            code.contains("T : :: versionize :: Versionize + 'static"),
+            "{code}"
+        );
+        assert!(
+            code.contains("Vec < U > : :: core :: default :: Default"),
+            "{code}"
+        );
+        // A field type without parameters gets no bound: a missing `Default` there is
+        // reported on the field instead.
+        assert!(
+            !code.contains("u8 : :: core :: default :: Default"),
+            "{code}"
+        );
+    }
 }

@@ -16,7 +16,7 @@ use syn::Type;
 
 use super::{
     absent_condition, bounded_generics, hook_path, impl_versionize, in_field, let_type_version,
-    present_condition, read_field, write_field,
+    present_condition, read_field, schema, write_field,
 };
 use crate::ast::{Field, Input};
 use crate::attr::Hook;
@@ -32,7 +32,8 @@ pub(super) fn expand(input: &Input<'_>, fields: &[Field<'_>]) -> TokenStream {
     let generics = bounded_generics(input, &needs_default, !ser_fns.is_empty());
     let serialize = serialize_body(input, fields, &ser_fns);
     let deserialize = deserialize_body(input, fields);
-    impl_versionize(input, &generics, &serialize, &deserialize)
+    let schema_kind = schema::struct_kind(fields);
+    impl_versionize(input, &generics, &serialize, &deserialize, &schema_kind)
 }
 
 /// A hook of a field that can run (the field is absent at some version), with the
@@ -79,20 +80,25 @@ fn call_hooks(input: &Input<'_>, hooks: &[ActiveHook<'_>], object: &TokenStream)
 }
 
 /// The body of `serialize`.
-fn serialize_body(input: &Input<'_>, fields: &[Field<'_>], ser_fns: &[ActiveHook<'_>]) -> TokenStream {
+fn serialize_body(
+    input: &Input<'_>,
+    fields: &[Field<'_>],
+    ser_fns: &[ActiveHook<'_>],
+) -> TokenStream {
     let let_version = let_type_version(input);
     let let_this = match ser_fns.first() {
         None => quote!(let __this: &Self = self;),
         Some(first) => {
+            // Absence conditions are comparisons or `!range.contains(..)`: no parentheses needed.
             let any_absent = ser_fns.iter().map(|active| &active.absent);
             // Spanned on the first `ser_fn`, so that a type without `Clone` is reported there.
             let copy = quote_spanned! {first.hook.span=>
-                ::versionize::__private::SerFnCopy::ser_fn_copy(self)
+                <Self as ::versionize::__private::SerFnCopy>::ser_fn_copy
             };
             let run = call_hooks(input, ser_fns, &quote!(__copy));
             quote! {
-                let __copy: ::versionize::__private::Option<Self> = if #((#any_absent))||* {
-                    let mut __copy: Self = #copy;
+                let __copy: ::versionize::__private::Option<Self> = if #(#any_absent)||* {
+                    let mut __copy: Self = #copy(self);
                     #run
                     ::versionize::__private::Some(__copy)
                 } else {

@@ -1,0 +1,306 @@
+//! Issue 7's benchmarks: versionize against serde + bincode 2 (`config::legacy()`) and
+//! against `memcpy`, all in one run so that the ratios compare like with like.
+//!
+//! Groups (criterion ids `group/name`, read by `cargo run -p benchmarks --bin report`):
+//! - `state`: the `MicrovmState` payload: ours at the latest version and at app version 1
+//!   (`ser_fn` hooks, one clone per hooked struct), bincode, and a `memcpy` of as many bytes;
+//! - `version_map`: the same payload through maps of 4, 100 and 1000 app versions;
+//! - `bytes`: `Vec<u8>` and `[u8; N]` fields against `memcpy` of as many bytes;
+//! - `crc`: CRC-64 over 1 MiB against `memcpy` of 1 MiB;
+//! - `snapshot`: save and load with and without the CRC;
+//! - TODO `kvm`: see the end of this file.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use benchmarks::{version_map, ArrayField, MicrovmState, VecField};
+use criterion::{criterion_main, BatchSize, Criterion, Throughput};
+use snapshot::Snapshot;
+use versionize::{VersionMap, Versionize};
+
+/// The bincode configuration whose output is versionize's wire format.
+fn bincode_config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Fixint,
+    bincode::config::NoLimit,
+> {
+    bincode::config::legacy()
+}
+
+fn encode<T: Versionize>(value: &T, map: &VersionMap, app_version: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    value
+        .serialize(&mut out, map, app_version)
+        .expect("payload encodes");
+    out
+}
+
+fn throughput_of(bytes: usize) -> Throughput {
+    Throughput::Bytes(u64::try_from(bytes).expect("fits u64"))
+}
+
+/// Ours at the latest and an older version, bincode, and `memcpy`, on the same payload.
+fn bench_state(c: &mut Criterion) {
+    let state = MicrovmState::bench_payload();
+    let map = version_map(4);
+    let latest = map.latest_version();
+    let bytes = encode(&state, &map, latest);
+    let theirs = bincode::serde::encode_to_vec(&state, bincode_config()).expect("bincode encodes");
+    assert_eq!(
+        bytes, theirs,
+        "same value, same bytes at the latest version"
+    );
+    let len = bytes.len();
+
+    let mut group = c.benchmark_group("state");
+    group.throughput(throughput_of(len));
+    let mut out = Vec::with_capacity(2 * len);
+
+    group.bench_function("versionize_encode_latest", |b| {
+        b.iter(|| {
+            out.clear();
+            black_box(&state)
+                .serialize(&mut out, black_box(&map), black_box(latest))
+                .expect("encodes");
+            black_box(out.len())
+        });
+    });
+    group.bench_function("versionize_encode_older", |b| {
+        b.iter(|| {
+            out.clear();
+            black_box(&state)
+                .serialize(&mut out, black_box(&map), black_box(1))
+                .expect("encodes");
+            black_box(out.len())
+        });
+    });
+    group.bench_function("versionize_decode_latest", |b| {
+        b.iter(|| {
+            MicrovmState::deserialize(&mut black_box(bytes.as_slice()), &map, black_box(latest))
+                .expect("decodes")
+        });
+    });
+    group.bench_function("bincode_encode", |b| {
+        b.iter(|| {
+            out.clear();
+            bincode::serde::encode_into_std_write(black_box(&state), &mut out, bincode_config())
+                .expect("encodes")
+        });
+    });
+    let mut slice = vec![0u8; len];
+    group.bench_function("bincode_encode_slice", |b| {
+        b.iter(|| {
+            bincode::serde::encode_into_slice(black_box(&state), &mut slice, bincode_config())
+                .expect("encodes")
+        });
+    });
+    group.bench_function("bincode_decode", |b| {
+        b.iter(|| {
+            bincode::serde::decode_from_slice::<MicrovmState, _>(
+                black_box(&bytes),
+                bincode_config(),
+            )
+            .expect("decodes")
+        });
+    });
+    let mut copy = vec![0u8; len];
+    group.bench_function("memcpy", |b| {
+        b.iter(|| {
+            copy.copy_from_slice(black_box(&bytes));
+            black_box(copy.as_ptr())
+        });
+    });
+    group.finish();
+}
+
+/// The latest version through maps of 4, 100 and 1000 app versions.
+fn bench_version_map(c: &mut Criterion) {
+    let state = MicrovmState::bench_payload();
+    let reference = encode(&state, &version_map(4), 4);
+    let mut group = c.benchmark_group("version_map");
+    group.throughput(throughput_of(reference.len()));
+    let mut out = Vec::with_capacity(2 * reference.len());
+    for app_versions in [4u16, 100, 1000] {
+        let map = version_map(app_versions);
+        let bytes = encode(&state, &map, app_versions);
+        assert_eq!(
+            bytes, reference,
+            "the latest layout does not depend on the map"
+        );
+        group.bench_function(format!("encode_{app_versions}"), |b| {
+            b.iter(|| {
+                out.clear();
+                black_box(&state)
+                    .serialize(&mut out, black_box(&map), black_box(app_versions))
+                    .expect("encodes");
+                black_box(out.len())
+            });
+        });
+        group.bench_function(format!("decode_{app_versions}"), |b| {
+            b.iter(|| {
+                MicrovmState::deserialize(
+                    &mut black_box(bytes.as_slice()),
+                    &map,
+                    black_box(app_versions),
+                )
+                .expect("decodes")
+            });
+        });
+    }
+    group.finish();
+}
+
+/// Encode and decode of one byte field; `memcpy` of as many bytes is the baseline.
+fn bench_byte_field<T: Versionize>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    value: &T,
+) {
+    let map = VersionMap::new();
+    let bytes = encode(value, &map, 1);
+    let mut out = Vec::with_capacity(bytes.len());
+    group.bench_function(format!("{name}_encode"), |b| {
+        b.iter(|| {
+            out.clear();
+            black_box(value)
+                .serialize(&mut out, black_box(&map), 1)
+                .expect("encodes");
+            black_box(out.len())
+        });
+    });
+    group.bench_function(format!("{name}_decode"), |b| {
+        b.iter(|| T::deserialize(&mut black_box(bytes.as_slice()), &map, 1).expect("decodes"));
+    });
+}
+
+fn bench_memcpy(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    len: usize,
+) {
+    let source = benchmarks::SplitMix64::new(7).bytes(len);
+    let mut copy = vec![0u8; len];
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            copy.copy_from_slice(black_box(&source));
+            black_box(copy.as_ptr())
+        });
+    });
+}
+
+/// `Vec<u8>` and byte-array fields against `memcpy` of as many bytes.
+fn bench_bytes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("bytes");
+    group.throughput(throughput_of(4096));
+    bench_memcpy(&mut group, "memcpy_4k", 4096);
+    bench_byte_field(&mut group, "vec_u8_4k", &VecField::new(1, 4096));
+    bench_byte_field(&mut group, "array_u8_4k", &ArrayField::<4096>::new(1));
+    group.throughput(throughput_of(64 * 1024));
+    bench_memcpy(&mut group, "memcpy_64k", 64 * 1024);
+    bench_byte_field(&mut group, "vec_u8_64k", &VecField::new(1, 64 * 1024));
+    group.finish();
+}
+
+/// CRC-64 over 1 MiB against `memcpy` of 1 MiB.
+fn bench_crc(c: &mut Criterion) {
+    const MIB: usize = 1024 * 1024;
+    let source = benchmarks::SplitMix64::new(11).bytes(MIB);
+    let mut group = c.benchmark_group("crc");
+    group.throughput(throughput_of(MIB));
+    group.bench_function("crc64_1mib", |b| {
+        b.iter(|| versionize::crc::crc64(black_box(&source)));
+    });
+    bench_memcpy(&mut group, "memcpy_1mib", MIB);
+    group.finish();
+}
+
+/// Snapshot save and load, with and without the CRC.
+fn bench_snapshot(c: &mut Criterion) {
+    let state = MicrovmState::bench_payload();
+    let map = version_map(4);
+    let latest = map.latest_version();
+    let mut snapshot = Snapshot::new(map.clone(), latest);
+    let mut file = Vec::new();
+    snapshot.save(&mut file, &state).expect("saves");
+    let mut plain = Vec::new();
+    snapshot
+        .save_without_crc(&mut plain, &state)
+        .expect("saves");
+
+    let mut group = c.benchmark_group("snapshot");
+    group.throughput(throughput_of(file.len()));
+    let mut out = Vec::with_capacity(2 * file.len());
+    group.bench_function("save_crc", |b| {
+        b.iter(|| {
+            out.clear();
+            snapshot.save(&mut out, black_box(&state)).expect("saves");
+            black_box(out.len())
+        });
+    });
+    group.bench_function("save_without_crc", |b| {
+        b.iter(|| {
+            out.clear();
+            snapshot
+                .save_without_crc(&mut out, black_box(&state))
+                .expect("saves");
+            black_box(out.len())
+        });
+    });
+    // `load` takes the map by value: its clone is setup, not measured.
+    group.bench_function("load_crc", |b| {
+        b.iter_batched(
+            || map.clone(),
+            |map| {
+                Snapshot::load::<_, MicrovmState>(&mut black_box(file.as_slice()), file.len(), map)
+                    .expect("loads")
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("unchecked_load", |b| {
+        b.iter_batched(
+            || map.clone(),
+            |map| {
+                Snapshot::unchecked_load::<_, MicrovmState>(&mut black_box(plain.as_slice()), map)
+                    .expect("loads")
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// TODO(kvm): KVM save/restore benchmarks, to be added once kvm-state's API settles.
+//
+// Group `kvm`, only when `/dev/kvm` opens (print "skipping: /dev/kvm not available" and
+// register nothing otherwise), for a 1-vCPU and a 4-vCPU VM:
+// - `kvm/ioctl_save_{1,4}vcpu`: the raw get_* ioctls that collect the state;
+// - `kvm/serialize_crc_{1,4}vcpu`: `Snapshot::save` of the collected state;
+// - `kvm/ioctl_restore_{1,4}vcpu` and `kvm/load_{1,4}vcpu` for the way back.
+// Target: serialization + CRC / ioctl time ≤ 0.2; add its row to `report::MEASURES` and
+// replace the "not run" KVM row of `report::table`.
+// ---------------------------------------------------------------------------------------
+
+fn config() -> Criterion {
+    // Two shared cores: short, equal windows for every benchmark keep a full run near
+    // three minutes; ratios come from one run.
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(800))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50)
+        .noise_threshold(0.03)
+}
+
+/// Every group, with the shared configuration (what `criterion_group!` would generate,
+/// written out so that the function is documented).
+fn benches() {
+    let mut criterion = config().configure_from_args();
+    bench_state(&mut criterion);
+    bench_version_map(&mut criterion);
+    bench_bytes(&mut criterion);
+    bench_crc(&mut criterion);
+    bench_snapshot(&mut criterion);
+}
+
+criterion_main!(benches);

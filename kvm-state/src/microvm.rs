@@ -1,0 +1,449 @@
+//! The complete state of a microVM, the app [`VersionMap`] a VMM registers at start-up, and
+//! snapshot files.
+//!
+//! A VMM builds [`version_map`] once and uses it for every snapshot it writes or reads: it
+//! writes at [`CURRENT_APP_VERSION`], or at an older app version when the snapshot is meant
+//! for an older build (rollback), and reads any app version up to its own.
+//!
+//! # Version history
+//!
+//! Every app version lists the types whose version changed; types not listed keep the version
+//! they had before (1 unless listed earlier).
+//!
+//! | app version | type changes | why |
+//! |---|---|---|
+//! | 1 ([`APP_VERSION_1`]) | every type at version 1 | first release |
+//! | 2 ([`APP_VERSION_2`]) | [`VcpuState`] v2 gains `tsc_khz`; [`ClockState`] v2 gains `realtime` and `host_tsc` | restoring the TSC frequency on another host; Linux 5.16's `KVM_CLOCK_REALTIME`/`KVM_CLOCK_HOST_TSC` |
+//!
+//! Rollback from 2 to 1 loses the TSC frequency (the restored vCPU keeps the target host's,
+//! which is right on the same host) and the host clock readings, whose flags are cleared so
+//! that an older build never sees a flag without its value (`ClockState`'s `ser_fn`).
+//!
+//! # Size
+//!
+//! A snapshot file holds the whole state, guest memory included, and both the `snapshot`
+//! crate's loader and the `versionize` decoder refuse more than 10 MiB by default
+//! ([`snapshot::DEFAULT_MAX_STATE_LEN`], [`versionize::Limits`]): enough for the 2 MiB demo
+//! guest, not for a real one. For larger guests either save the memory elsewhere (a memory
+//! file, as Firecracker does) and leave [`MemoryRegionState::contents`] empty, or load with
+//! [`MicrovmState::load_file_with_cap`], which raises both limits.
+
+use std::path::Path;
+
+use snapshot::{LoadOptions, Snapshot};
+use versionize::{Limits, VersionMap, Versionize};
+
+use crate::device::serial::SerialState;
+use crate::device::virtio::MmioTransportState;
+use crate::error::{KvmStateError, Result};
+use crate::vcpu::VcpuState;
+use crate::vm::{ClockState, VmState};
+
+/// App version 1: the first release; every state type at version 1.
+pub const APP_VERSION_1: u16 = 1;
+/// App version 2: `VcpuState` gained `tsc_khz`, `ClockState` gained `realtime` and
+/// `host_tsc`.
+pub const APP_VERSION_2: u16 = 2;
+/// The app version this build writes by default, the newest of [`version_map`].
+pub const CURRENT_APP_VERSION: u16 = APP_VERSION_2;
+
+/// The app version map of this crate's state types; see the [module docs](self) for the
+/// history.
+///
+/// # Example
+/// ```
+/// # #[cfg(target_arch = "x86_64")] {
+/// use kvm_state::microvm::{version_map, CURRENT_APP_VERSION};
+/// use kvm_state::VcpuState;
+/// use versionize::Versionize;
+///
+/// let map = version_map();
+/// assert_eq!(map.latest_version(), CURRENT_APP_VERSION);
+/// assert_eq!(map.get_type_version(1, VcpuState::type_id()), 1);
+/// assert_eq!(map.get_type_version(2, VcpuState::type_id()), 2);
+/// # }
+/// ```
+pub fn version_map() -> VersionMap {
+    let mut map = VersionMap::new();
+    // App version 2.
+    map.new_version()
+        .set_type_version(VcpuState::type_id(), 2)
+        .set_type_version(ClockState::type_id(), 2);
+    map
+}
+
+/// One region of guest memory: where it is, how large, and (optionally) what it holds.
+#[derive(Clone, PartialEq, Eq, Default, Versionize)]
+pub struct MemoryRegionState {
+    /// Guest physical address of the first byte.
+    pub guest_phys_addr: u64,
+    /// Size of the region, in bytes.
+    pub size: u64,
+    /// The region's bytes (`size` of them), or empty when the VMM saves guest memory
+    /// elsewhere (a separate memory file).
+    pub contents: Vec<u8>,
+}
+
+impl std::fmt::Debug for MemoryRegionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The contents are megabytes: show their length only.
+        f.debug_struct("MemoryRegionState")
+            .field(
+                "guest_phys_addr",
+                &format_args!("{:#x}", self.guest_phys_addr),
+            )
+            .field("size", &self.size)
+            .field("contents", &format_args!("<{} bytes>", self.contents.len()))
+            .finish()
+    }
+}
+
+impl MemoryRegionState {
+    /// A region holding `contents`, at `guest_phys_addr`.
+    pub fn with_contents(guest_phys_addr: u64, contents: Vec<u8>) -> Self {
+        MemoryRegionState {
+            guest_phys_addr,
+            size: contents.len() as u64,
+            contents,
+        }
+    }
+
+    /// Whether the contents are in the state (rather than saved elsewhere).
+    pub fn has_contents(&self) -> bool {
+        !self.contents.is_empty()
+    }
+
+    /// Checks that the region has the address and size of a region of guest memory, and that
+    /// its contents, if any, are exactly `size` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmStateError::MemoryRegion`] saying what does not match.
+    pub fn check(&self, guest_phys_addr: u64, size: u64) -> Result<()> {
+        let reason = if self.guest_phys_addr != guest_phys_addr {
+            "guest physical address differs"
+        } else if self.size != size {
+            "size differs"
+        } else if self.has_contents() && self.contents.len() as u64 != self.size {
+            "contents are not `size` bytes"
+        } else {
+            return Ok(());
+        };
+        Err(KvmStateError::MemoryRegion {
+            guest_phys_addr: self.guest_phys_addr,
+            size: self.size,
+            reason,
+        })
+    }
+}
+
+/// State of the emulated devices, in the order the VMM created them.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+pub struct DevicesState {
+    /// 16550 UARTs.
+    pub serial: Vec<SerialState>,
+    /// virtio-mmio transports and their queues.
+    pub virtio_mmio: Vec<MmioTransportState>,
+}
+
+/// Everything needed to resume a microVM in a fresh VM: KVM's VM-wide state, every vCPU, the
+/// emulated devices and guest memory.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+pub struct MicrovmState {
+    /// Irqchips, PIT and clock.
+    pub vm: VmState,
+    /// The vCPUs, by vCPU id.
+    pub vcpus: Vec<VcpuState>,
+    /// Emulated devices.
+    pub devices: DevicesState,
+    /// Guest memory regions.
+    pub memory: Vec<MemoryRegionState>,
+}
+
+impl MicrovmState {
+    /// Writes the state to a snapshot file at `path`, atomically, at `app_version` of
+    /// [`version_map`] ([`CURRENT_APP_VERSION`], or older for an older build).
+    ///
+    /// # Errors
+    ///
+    /// [`KvmStateError::Snapshot`] if the app version is not in the map, encoding fails, or
+    /// the file cannot be written.
+    pub fn save_to_file(&self, path: impl AsRef<Path>, app_version: u16) -> Result<()> {
+        Snapshot::new(version_map(), app_version)
+            .save_to_file(path, self)
+            .map_err(|source| KvmStateError::Snapshot {
+                action: "save",
+                source,
+            })
+    }
+
+    /// Encodes the state as a snapshot (magic, header, state, CRC-64) in memory.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmStateError::Snapshot`] if the app version is not in the map or encoding fails.
+    pub fn to_snapshot_bytes(&self, app_version: u16) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        Snapshot::new(version_map(), app_version)
+            .save(&mut out, self)
+            .map_err(|source| KvmStateError::Snapshot {
+                action: "save",
+                source,
+            })?;
+        Ok(out)
+    }
+
+    /// Reads a snapshot file written by this build or an older one; returns the state and
+    /// the app version it was written at. At most 10 MiB of state (see the module docs).
+    ///
+    /// # Errors
+    ///
+    /// [`KvmStateError::Snapshot`] if the file cannot be read, is not a snapshot, fails its
+    /// CRC, is of a newer app version than this build knows, or is malformed.
+    pub fn load_file(path: impl AsRef<Path>) -> Result<(Self, u16)> {
+        Self::load(path.as_ref(), version_map(), &LoadOptions::default())
+    }
+
+    /// As [`load_file`](Self::load_file), accepting up to `max_state_len` bytes of state
+    /// (and allowing the decoder to allocate that much).
+    ///
+    /// # Errors
+    ///
+    /// As [`load_file`](Self::load_file).
+    pub fn load_file_with_cap(path: impl AsRef<Path>, max_state_len: u64) -> Result<(Self, u16)> {
+        let limits = Limits::default()
+            .with_budget(max_state_len)
+            .with_max_collection_len(max_state_len);
+        Self::load(
+            path.as_ref(),
+            version_map().with_limits(limits),
+            &LoadOptions::default().with_max_state_len(max_state_len),
+        )
+    }
+
+    fn load(path: &Path, map: VersionMap, options: &LoadOptions) -> Result<(Self, u16)> {
+        Snapshot::load_file_with(path, map, options).map_err(|source| KvmStateError::Snapshot {
+            action: "load",
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::virtio::QueueState;
+    use crate::test_util::{at_app_version, through_bytes};
+    use crate::vcpu::Regs;
+
+    fn sample() -> MicrovmState {
+        MicrovmState {
+            vm: VmState {
+                clock: ClockState {
+                    clock: 1,
+                    flags: kvm_bindings::KVM_CLOCK_REALTIME,
+                    realtime: 2,
+                    host_tsc: 3,
+                },
+                ..Default::default()
+            },
+            vcpus: vec![
+                VcpuState {
+                    regs: Regs {
+                        rip: 0x8000,
+                        ..Default::default()
+                    },
+                    tsc_khz: Some(3_000_000),
+                    ..Default::default()
+                };
+                2
+            ],
+            devices: DevicesState {
+                serial: vec![SerialState {
+                    line_status: 0x60,
+                    in_buffer: b"ok".to_vec(),
+                    ..Default::default()
+                }],
+                virtio_mmio: vec![MmioTransportState {
+                    device_status: 0xf,
+                    queues: vec![QueueState {
+                        size: 256,
+                        ready: true,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            },
+            memory: vec![MemoryRegionState::with_contents(0, vec![0xa5; 4096])],
+        }
+    }
+
+    #[test]
+    fn test_microvm_state_roundtrip_through_bytes() {
+        let state = sample();
+        assert_eq!(through_bytes(&state), state);
+    }
+
+    #[test]
+    fn test_microvm_state_rollback_to_app_version_1() {
+        let state = sample();
+        let (v1, v1_len) = at_app_version(&state, APP_VERSION_1);
+        let (_, v2_len) = at_app_version(&state, APP_VERSION_2);
+        // Two vCPUs lose `tsc_khz` (5 bytes each), the clock loses 16 bytes.
+        assert_eq!(v2_len - v1_len, 2 * 5 + 16);
+        let mut expected = state.clone();
+        for vcpu in &mut expected.vcpus {
+            vcpu.tsc_khz = None;
+        }
+        expected.vm.clock = ClockState {
+            clock: 1,
+            ..Default::default()
+        };
+        assert_eq!(v1, expected);
+    }
+
+    /// The newest app version maps every type to its latest version: a type whose layout
+    /// changed without an entry in `version_map` fails here.
+    #[test]
+    fn test_version_map_covers_latest_type_versions() {
+        use crate::device::virtio::QueueState;
+        use crate::msr::{MsrEntry, Msrs};
+        use crate::vcpu::*;
+        use crate::vm::*;
+
+        fn check<T: Versionize + 'static>(map: &VersionMap, name: &str) {
+            assert_eq!(
+                map.get_type_version(CURRENT_APP_VERSION, T::type_id()),
+                T::version(),
+                "{name}"
+            );
+        }
+        let map = version_map();
+        assert_eq!(map.latest_version(), CURRENT_APP_VERSION);
+        macro_rules! check_all {
+            ($($t:ty),* $(,)?) => { $(check::<$t>(&map, stringify!($t));)* };
+        }
+        check_all!(
+            MicrovmState,
+            MemoryRegionState,
+            DevicesState,
+            SerialState,
+            MmioTransportState,
+            QueueState,
+            VmState,
+            PicState,
+            IoapicState,
+            IrqchipState,
+            PitState,
+            PitChannelState,
+            ClockState,
+            VcpuState,
+            Regs,
+            Sregs,
+            Segment,
+            DTable,
+            Xsave,
+            Xcrs,
+            Xcr,
+            DebugRegs,
+            Lapic,
+            MpState,
+            VcpuEvents,
+            ExceptionEvent,
+            InterruptEvent,
+            NmiEvent,
+            SmiEvent,
+            TripleFaultEvent,
+            Cpuid,
+            CpuidEntry,
+            Msrs,
+            MsrEntry,
+        );
+    }
+
+    #[test]
+    fn test_snapshot_file_roundtrip_every_app_version() {
+        let dir = std::env::temp_dir().join(format!("kvm-state-microvm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = sample();
+        for app_version in [APP_VERSION_1, APP_VERSION_2] {
+            let path = dir.join(format!("v{app_version}.snap"));
+            state.save_to_file(&path, app_version).unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(bytes, state.to_snapshot_bytes(app_version).unwrap());
+            let (loaded, version) = MicrovmState::load_file(&path).unwrap();
+            assert_eq!(version, app_version);
+            assert_eq!(loaded, at_app_version(&state, app_version).0);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn test_snapshot_errors() {
+        let dir = std::env::temp_dir().join(format!("kvm-state-errors-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = sample();
+        // An app version this build does not know.
+        assert!(matches!(
+            state.save_to_file(dir.join("v3.snap"), 3),
+            Err(KvmStateError::Snapshot {
+                action: "save",
+                source: snapshot::SnapshotError::InvalidDataVersion { found: 3, .. }
+            })
+        ));
+        // A file over the cap, which the raised cap accepts.
+        let big = MicrovmState {
+            memory: vec![MemoryRegionState::with_contents(0, vec![1; 11 << 20])],
+            ..Default::default()
+        };
+        let path = dir.join("big.snap");
+        big.save_to_file(&path, CURRENT_APP_VERSION).unwrap();
+        assert!(matches!(
+            MicrovmState::load_file(&path),
+            Err(KvmStateError::Snapshot {
+                action: "load",
+                source: snapshot::SnapshotError::StateTooLarge { .. }
+            })
+        ));
+        let (loaded, _) = MicrovmState::load_file_with_cap(&path, 12 << 20).unwrap();
+        assert_eq!(loaded, big);
+        // A missing file.
+        assert!(matches!(
+            MicrovmState::load_file(dir.join("missing.snap")),
+            Err(KvmStateError::Snapshot { action: "load", .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn test_memory_region_check() {
+        let region = MemoryRegionState::with_contents(0x1000, vec![0; 16]);
+        assert!(region.check(0x1000, 16).is_ok());
+        assert!(matches!(
+            region.check(0, 16),
+            Err(KvmStateError::MemoryRegion {
+                reason: "guest physical address differs",
+                ..
+            })
+        ));
+        assert!(region.check(0x1000, 32).is_err());
+        let torn = MemoryRegionState {
+            contents: vec![0; 8],
+            ..region.clone()
+        };
+        assert!(torn.check(0x1000, 16).is_err());
+        let elsewhere = MemoryRegionState {
+            contents: Vec::new(),
+            ..region
+        };
+        assert!(!elsewhere.has_contents());
+        assert!(elsewhere.check(0x1000, 16).is_ok());
+        assert_eq!(
+            format!(
+                "{:?}",
+                MemoryRegionState::with_contents(0x1000, vec![0; 16])
+            ),
+            "MemoryRegionState { guest_phys_addr: 0x1000, size: 16, contents: <16 bytes> }"
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! The proof on `/dev/kvm`: snapshot the demo guest mid-run to a file, destroy the VM, restore
+//! the file into a fresh VM, resume, and finish with the output of an uninterrupted run; at
+//! the current app version and at the older app version 1 (rollback); and show that each
+//! piece of state matters by leaving it out.
+
+#![cfg(target_arch = "x86_64")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{kvm_available, TempDir};
+use kvm_state::demo::{expected_output, DemoExit, DemoVm};
+use kvm_state::{
+    KvmStateError, MicrovmState, VcpuState, APP_VERSION_1, APP_VERSION_2, CURRENT_APP_VERSION,
+};
+
+/// Values reported before the snapshot: the guest has its XMM registers loaded, the MSR
+/// written and the LAPIC timer running, and has reported none of them yet.
+const MID_RUN: usize = 4;
+
+/// Runs a fresh guest to the end without a snapshot.
+fn run_uninterrupted() -> Vec<u32> {
+    let mut vm = DemoVm::new().unwrap();
+    vm.load_guest().unwrap();
+    vm.run_to_end().unwrap()
+}
+
+/// Runs a fresh guest until it has reported `reports` values (stopped at that I/O exit),
+/// pauses it, saves its complete state to a snapshot file at `app_version` and destroys the
+/// VM. Returns the values reported and the file.
+fn run_and_save(reports: usize, dir: &Path, app_version: u16) -> (Vec<u32>, PathBuf) {
+    let mut vm = DemoVm::new().unwrap();
+    vm.load_guest().unwrap();
+    let mut out = Vec::new();
+    while out.len() < reports {
+        match vm.run_until_report().unwrap() {
+            DemoExit::Report(v) => out.push(v),
+            DemoExit::Done => panic!("guest finished before {reports} reports"),
+        }
+    }
+    let state = vm.save_microvm().unwrap();
+    drop(vm);
+    let path = dir.join(format!("after-{reports}-v{app_version}.snap"));
+    state.save_to_file(&path, app_version).unwrap();
+    (out, path)
+}
+
+/// Restores a state into a brand-new VM and runs it to the end.
+fn restore_and_finish(state: &MicrovmState) -> kvm_state::Result<Vec<u32>> {
+    let mut vm = DemoVm::new()?;
+    vm.restore_microvm(state)?;
+    vm.set_timeout(std::time::Duration::from_millis(500));
+    vm.run_to_end()
+}
+
+#[test]
+fn test_file_snapshot_resumes_like_uninterrupted_run() {
+    if !kvm_available() {
+        return;
+    }
+    let uninterrupted = run_uninterrupted();
+    assert_eq!(uninterrupted, expected_output());
+
+    let dir = TempDir::new("resume");
+    let (mut out, path) = run_and_save(MID_RUN, dir.path(), CURRENT_APP_VERSION);
+    let (state, version) = MicrovmState::load_file(&path).unwrap();
+    assert_eq!(version, CURRENT_APP_VERSION);
+    assert_eq!(state.vcpus.len(), 1);
+    assert!(state.vcpus[0].tsc_khz.is_some() || !kvm_reports_tsc_khz());
+    out.extend(restore_and_finish(&state).unwrap());
+    assert_eq!(out, uninterrupted);
+}
+
+/// Whether this host's KVM reports the vCPU TSC frequency (`KVM_GET_TSC_KHZ`).
+fn kvm_reports_tsc_khz() -> bool {
+    let vm = DemoVm::new().unwrap();
+    vm.vcpu().get_tsc_khz().is_ok()
+}
+
+#[test]
+fn test_file_snapshot_at_every_report() {
+    if !kvm_available() {
+        return;
+    }
+    let expected = expected_output();
+    let dir = TempDir::new("every");
+    for k in 1..=expected.len() {
+        let (mut out, path) = run_and_save(k, dir.path(), CURRENT_APP_VERSION);
+        let (state, _) = MicrovmState::load_file(&path).unwrap();
+        let rest = restore_and_finish(&state)
+            .unwrap_or_else(|e| panic!("restore after report {k} failed: {e}"));
+        out.extend(rest);
+        assert_eq!(out, expected, "snapshot after report {k}");
+    }
+}
+
+#[test]
+fn test_rollback_snapshot_at_app_version_1_resumes() {
+    if !kvm_available() {
+        return;
+    }
+    let uninterrupted = run_uninterrupted();
+    let dir = TempDir::new("rollback");
+
+    // The same guest state written for the current build and for an app-version-1 build.
+    let (out, v2_path) = run_and_save(MID_RUN, dir.path(), APP_VERSION_2);
+    let (state, _) = MicrovmState::load_file(&v2_path).unwrap();
+    let v1_path = dir.path().join("rollback-v1.snap");
+    state.save_to_file(&v1_path, APP_VERSION_1).unwrap();
+
+    // Version 1 has no `VcpuState::tsc_khz` (tag + u32 = 5 bytes when present) and no
+    // `ClockState::{realtime, host_tsc}` (16 bytes).
+    let v1_len = std::fs::metadata(&v1_path).unwrap().len();
+    let v2_len = std::fs::metadata(&v2_path).unwrap().len();
+    let tsc_len = if state.vcpus[0].tsc_khz.is_some() {
+        5
+    } else {
+        1
+    };
+    assert_eq!(v2_len - v1_len, tsc_len + 16);
+
+    // An older build: its map knows only app version 1, and the layout of every type at
+    // version 1 is what that build's types are. It reads the rolled-back file...
+    let (old, version) =
+        snapshot::Snapshot::load_file::<MicrovmState>(&v1_path, versionize::VersionMap::new())
+            .unwrap();
+    assert_eq!(version, APP_VERSION_1);
+    assert_eq!(old.vcpus[0].tsc_khz, None);
+    assert_eq!(old.vm.clock.realtime, 0);
+    assert_eq!(
+        old.vm.clock.flags & (kvm_bindings::KVM_CLOCK_REALTIME | kvm_bindings::KVM_CLOCK_HOST_TSC),
+        0
+    );
+    // ... and refuses the current one by its data version, without touching the state.
+    match snapshot::Snapshot::load_file::<MicrovmState>(&v2_path, versionize::VersionMap::new()) {
+        Err(snapshot::SnapshotError::InvalidDataVersion { found, latest }) => {
+            assert_eq!((found, latest), (APP_VERSION_2, APP_VERSION_1));
+        }
+        other => panic!("expected InvalidDataVersion, got {other:?}"),
+    }
+
+    // The rolled-back state restores into a fresh VM and finishes the run correctly.
+    let (loaded, version) = MicrovmState::load_file(&v1_path).unwrap();
+    assert_eq!(version, APP_VERSION_1);
+    assert_eq!(loaded, old);
+    let mut all = out;
+    all.extend(restore_and_finish(&loaded).unwrap());
+    assert_eq!(all, uninterrupted);
+}
+
+/// Saves at `MID_RUN` to a file, loads it, lets `tamper` replace part of the vCPU state with
+/// the state of a fresh vCPU (as if that part had not been saved), restores and runs to the
+/// end. Returns the values reported after the restore.
+fn restore_without(tamper: impl Fn(&mut VcpuState, &VcpuState)) -> kvm_state::Result<Vec<u32>> {
+    let dir = TempDir::new("without");
+    let (_, path) = run_and_save(MID_RUN, dir.path(), CURRENT_APP_VERSION);
+    let (mut state, _) = MicrovmState::load_file(&path).unwrap();
+    let fresh = {
+        let mut target = DemoVm::new().unwrap();
+        target.save_microvm().unwrap().vcpus.remove(0)
+    };
+    tamper(&mut state.vcpus[0], &fresh);
+    restore_and_finish(&state)
+}
+
+#[test]
+fn test_restore_with_everything_is_complete() {
+    if !kvm_available() {
+        return;
+    }
+    let rest = restore_without(|_, _| {}).unwrap();
+    assert_eq!(rest, &expected_output()[MID_RUN..]);
+}
+
+#[test]
+fn test_output_depends_on_xsave() {
+    if !kvm_available() {
+        return;
+    }
+    let rest = restore_without(|state, fresh| state.xsave = fresh.xsave.clone()).unwrap();
+    let expected = &expected_output()[MID_RUN..];
+    assert_ne!(rest, expected);
+    // Exactly the eight XMM words differ (they read back as zero).
+    assert_eq!(&rest[..8], &[0; 8]);
+    assert_eq!(&rest[8..], &expected[8..]);
+}
+
+#[test]
+fn test_output_depends_on_msrs() {
+    if !kvm_available() {
+        return;
+    }
+    let rest = restore_without(|state, fresh| state.msrs = fresh.msrs.clone()).unwrap();
+    let expected = &expected_output()[MID_RUN..];
+    assert_ne!(rest, expected);
+    // IA32_KERNEL_GS_BASE reads back as 0; the rest is right.
+    assert_eq!(&rest[8..10], &[0, 0]);
+    assert_eq!(&rest[..8], &expected[..8]);
+    assert_eq!(&rest[10..], &expected[10..]);
+}
+
+#[test]
+fn test_output_depends_on_lapic() {
+    if !kvm_available() {
+        return;
+    }
+    // Without the LAPIC the timer is off and the guest never wakes from `hlt` again.
+    let err = restore_without(|state, fresh| state.lapic = fresh.lapic.clone()).unwrap_err();
+    assert!(
+        matches!(err, KvmStateError::UnexpectedExit(ref m) if m.starts_with("no report")),
+        "{err}"
+    );
+}
+
+#[test]
+fn test_output_depends_on_memory() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = TempDir::new("memory");
+    let (_, path) = run_and_save(MID_RUN, dir.path(), CURRENT_APP_VERSION);
+    let (mut state, _) = MicrovmState::load_file(&path).unwrap();
+    // Memory saved elsewhere and not restored: the fresh VM's memory is all zero, so the
+    // guest has no code to run.
+    state.memory[0].contents.clear();
+    assert!(restore_and_finish(&state).is_err());
+}
+
+#[test]
+fn test_restore_microvm_rejects_mismatched_state() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = TempDir::new("mismatch");
+    let (_, path) = run_and_save(1, dir.path(), CURRENT_APP_VERSION);
+    let (state, _) = MicrovmState::load_file(&path).unwrap();
+
+    let mut two_vcpus = state.clone();
+    two_vcpus.vcpus.push(state.vcpus[0].clone());
+    assert!(matches!(
+        DemoVm::new().unwrap().restore_microvm(&two_vcpus),
+        Err(KvmStateError::BadLength {
+            what: "vcpus",
+            found: 2,
+            expected: 1
+        })
+    ));
+
+    let mut moved = state.clone();
+    moved.memory[0].guest_phys_addr = 0x1000;
+    assert!(matches!(
+        DemoVm::new().unwrap().restore_microvm(&moved),
+        Err(KvmStateError::MemoryRegion {
+            guest_phys_addr: 0x1000,
+            ..
+        })
+    ));
+
+    let mut torn = state;
+    torn.memory[0].contents.truncate(4096);
+    assert!(matches!(
+        DemoVm::new().unwrap().restore_microvm(&torn),
+        Err(KvmStateError::MemoryRegion { .. })
+    ));
+}
+
+#[test]
+fn test_corrupt_snapshot_file_is_refused() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = TempDir::new("corrupt");
+    let (_, path) = run_and_save(MID_RUN, dir.path(), CURRENT_APP_VERSION);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Flip one bit in the middle of the file (guest memory).
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    match MicrovmState::load_file(&path) {
+        Err(KvmStateError::Snapshot {
+            action: "load",
+            source: snapshot::SnapshotError::Crc64 { .. },
+        }) => {}
+        other => panic!("expected a CRC error, got {other:?}"),
+    }
+}

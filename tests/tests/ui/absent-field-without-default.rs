@@ -1,0 +1,14 @@
+use versionize::Versionize;
+
+#[derive(Versionize)]
+struct Timer {
+    count: u64,
+}
+
+#[derive(Versionize)]
+struct Pit {
+    #[version(start = 2)]
+    timer: Timer,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use versionize::Versionize;
+
+#[derive(Versionize)]
+struct Regs {
+    #[version(start = 2, end = 4)]
+    #[version(start = 3)]
+    rip: u64,
+}
+
+fn main() {}

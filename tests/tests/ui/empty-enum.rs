@@ -1,0 +1,6 @@
+use versionize::Versionize;
+
+#[derive(Versionize)]
+enum Never {}
+
+fn main() {}

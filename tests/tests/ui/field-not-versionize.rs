@@ -1,0 +1,17 @@
+use versionize::Versionize;
+
+struct HostFd(i32);
+
+#[derive(Versionize)]
+struct Device {
+    id: u32,
+    fd: HostFd,
+}
+
+#[derive(Versionize)]
+enum Backend {
+    File(HostFd),
+    None,
+}
+
+fn main() {}

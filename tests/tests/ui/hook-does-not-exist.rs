@@ -1,0 +1,9 @@
+use versionize::Versionize;
+
+#[derive(Versionize)]
+struct Regs {
+    #[version(start = 2, default_fn = "default_rip")]
+    rip: u64,
+}
+
+fn main() {}

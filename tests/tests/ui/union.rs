@@ -1,0 +1,9 @@
+use versionize::Versionize;
+
+#[derive(Versionize)]
+union Chip {
+    pic: [u8; 512],
+    ioapic: [u32; 128],
+}
+
+fn main() {}

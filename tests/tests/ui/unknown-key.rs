@@ -1,0 +1,9 @@
+use versionize::Versionize;
+
+#[derive(Versionize)]
+struct Regs {
+    #[version(start = 2, default = "zero")]
+    rip: u64,
+}
+
+fn main() {}

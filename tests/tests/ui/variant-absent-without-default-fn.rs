@@ -1,0 +1,12 @@
+use versionize::Versionize;
+
+#[derive(Versionize)]
+enum Irq {
+    Legacy(u8),
+    #[version(start = 2)]
+    Msi(u32),
+    #[version(end = 3)]
+    Old,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use versionize::Versionize;
+
+#[derive(Versionize)]
+struct Regs {
+    #[version(end = 65536)]
+    rip: u64,
+}
+
+fn main() {}

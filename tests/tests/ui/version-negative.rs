@@ -1,0 +1,9 @@
+use versionize::Versionize;
+
+#[derive(Versionize)]
+struct Regs {
+    #[version(start = -1)]
+    rip: u64,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use versionize::Versionize;
+
+#[derive(Versionize)]
+#[version(start = 2)]
+struct Regs {
+    rip: u64,
+}
+
+fn main() {}
