@@ -39,7 +39,7 @@ fn main() {
         out.clear();
         state.serialize(out, map, version).expect("encodes");
     };
-    let decode_with = |map: &VersionMap, version: u16| {
+    let decode_with = |map: &'static VersionMap, version: u16| {
         let bytes = encode(&state, map, version);
         move || {
             black_box(
@@ -47,14 +47,14 @@ fn main() {
             );
         }
     };
-    let map4 = version_map(4);
-    let map1000 = version_map(1000);
+    let map4: &'static VersionMap = Box::leak(Box::new(version_map(4)));
+    let map1000: &'static VersionMap = Box::leak(Box::new(version_map(1000)));
     match case.as_str() {
-        "encode_latest" | "encode_4" => repeat(iterations, || encode_with(&map4, 4, &mut out)),
-        "encode_older" => repeat(iterations, || encode_with(&map4, 1, &mut out)),
-        "encode_1000" => repeat(iterations, || encode_with(&map1000, 1000, &mut out)),
-        "decode_latest" | "decode_4" => repeat(iterations, decode_with(&map4, 4)),
-        "decode_1000" => repeat(iterations, decode_with(&map1000, 1000)),
+        "encode_latest" | "encode_4" => repeat(iterations, || encode_with(map4, 4, &mut out)),
+        "encode_older" => repeat(iterations, || encode_with(map4, 1, &mut out)),
+        "encode_1000" => repeat(iterations, || encode_with(map1000, 1000, &mut out)),
+        "decode_latest" | "decode_4" => repeat(iterations, decode_with(map4, 4)),
+        "decode_1000" => repeat(iterations, decode_with(map1000, 1000)),
         "vec_u8_4k_decode" => {
             let map = VersionMap::new();
             let bytes = encode(&VecField::new(1, 4096), &map, 1);
@@ -85,7 +85,7 @@ fn main() {
             });
         }
         "crc64_payload" => {
-            let bytes = encode(&state, &map4, 4);
+            let bytes = encode(&state, map4, 4);
             repeat(iterations, || {
                 black_box(versionize::crc::crc64(black_box(&bytes)));
             });

@@ -73,6 +73,11 @@ pub use versionize_derive::Versionize;
 /// Implement it with `#[derive(Versionize)]`. `app_version` is the application (data)
 /// version; each type maps it to its own version through the [`VersionMap`] and passes the
 /// same `app_version` on to its fields.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not implement `Versionize`",
+    label = "`{Self}` cannot be saved in versioned state",
+    note = "derive it with `#[derive(Versionize)]`, or implement `versionize::Versionize` by hand"
+)]
 pub trait Versionize {
     /// Writes `self` in the layout of the type version that `app_version` maps to.
     ///
