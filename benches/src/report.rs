@@ -123,6 +123,18 @@ pub const MEASURES: &[Measure] = &[
         Ratio::ThroughputAtLeast(0.5),
     ),
     measure(
+        "`Vec<u8>` 4 KiB decode, proposed `take().read_to_end()`: throughput / memcpy",
+        "bytes/vec_u8_4k_decode_proposed",
+        "bytes/memcpy_4k",
+        Ratio::ThroughputAtLeast(0.5),
+    ),
+    measure(
+        "`Vec<u8>` 64 KiB decode, proposed `take().read_to_end()`: throughput / memcpy",
+        "bytes/vec_u8_64k_decode_proposed",
+        "bytes/memcpy_64k",
+        Ratio::ThroughputAtLeast(0.5),
+    ),
+    measure(
         "snapshot save with CRC / without CRC",
         "snapshot/save_crc",
         "snapshot/save_without_crc",
@@ -132,6 +144,12 @@ pub const MEASURES: &[Measure] = &[
         "snapshot load with CRC / unchecked_load",
         "snapshot/load_crc",
         "snapshot/unchecked_load",
+        Ratio::Info,
+    ),
+    measure(
+        "one `crc64` call over the saved file / save without CRC",
+        "snapshot/crc64_of_file",
+        "snapshot/save_without_crc",
         Ratio::Info,
     ),
     measure(

@@ -73,7 +73,7 @@ pub fn version_map() -> VersionMap {
 }
 
 /// One region of guest memory: where it is, how large, and (optionally) what it holds.
-#[derive(Clone, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct MemoryRegionState {
     /// Guest physical address of the first byte.
     pub guest_phys_addr: u64,
@@ -138,7 +138,7 @@ impl MemoryRegionState {
 }
 
 /// State of the emulated devices, in the order the VMM created them.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct DevicesState {
     /// 16550 UARTs.
     pub serial: Vec<SerialState>,
@@ -148,7 +148,7 @@ pub struct DevicesState {
 
 /// Everything needed to resume a microVM in a fresh VM: KVM's VM-wide state, every vCPU, the
 /// emulated devices and guest memory.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct MicrovmState {
     /// Irqchips, PIT and clock.
     pub vm: VmState,

@@ -25,7 +25,7 @@ pub const MSR_KVM_PV_LAST: u32 = 0x4b56_4dff;
 const NOT_STATE: &[std::ops::RangeInclusive<u32>] = &[0x480..=0x491];
 
 /// One MSR and its value (`kvm_msr_entry`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct MsrEntry {
     /// MSR index.
     pub index: u32,
@@ -53,7 +53,7 @@ impl From<&MsrEntry> for kvm_msr_entry {
 }
 
 /// The saved MSRs of one vCPU, in the order they were read.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct Msrs {
     /// The MSRs.
     pub entries: Vec<MsrEntry>,

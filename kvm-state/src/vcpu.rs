@@ -26,7 +26,7 @@ pub const LAPIC_REGS_SIZE: usize = kvm_bindings::KVM_APIC_REG_SIZE as usize;
 pub const TSC_KHZ_TOLERANCE_PPM: u64 = 250;
 
 /// General purpose registers, `RIP` and `RFLAGS` (`kvm_regs`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct Regs {
     /// RAX.
     pub rax: u64,
@@ -117,7 +117,7 @@ impl From<&Regs> for kvm_regs {
 }
 
 /// A segment register with its hidden descriptor part (`kvm_segment`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct Segment {
     /// Segment base address.
     pub base: u64,
@@ -185,7 +185,7 @@ impl From<&Segment> for kvm_segment {
 }
 
 /// A descriptor table register, GDTR or IDTR (`kvm_dtable`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct DTable {
     /// Linear base address of the table.
     pub base: u64,
@@ -213,7 +213,7 @@ impl From<&DTable> for kvm_dtable {
 }
 
 /// Segment, descriptor-table and control registers (`kvm_sregs`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct Sregs {
     /// Code segment.
     pub cs: Segment,
@@ -308,7 +308,7 @@ impl From<&Sregs> for kvm_sregs {
 /// `region` is the legacy 4 KiB area (1024 words); `extra` is the part beyond it that
 /// `KVM_GET_XSAVE2` returns when the kernel's `KVM_CAP_XSAVE2` size exceeds 4 KiB (for
 /// example AMX tile data), empty otherwise.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct Xsave {
     /// The first 4096 bytes of the area, as 1024 native-endian words.
     pub region: Vec<u32>,
@@ -401,7 +401,7 @@ impl TryFrom<&Xsave> for kvm_xsave {
 }
 
 /// One extended control register (`kvm_xcr`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct Xcr {
     /// Register number (0 for XCR0).
     pub xcr: u32,
@@ -410,7 +410,7 @@ pub struct Xcr {
 }
 
 /// Extended control registers, e.g. XCR0 (`kvm_xcrs`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct Xcrs {
     /// The `flags` field of `kvm_xcrs`.
     pub flags: u32,
@@ -461,7 +461,7 @@ impl TryFrom<&Xcrs> for kvm_xcrs {
 }
 
 /// Debug registers (`kvm_debugregs`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct DebugRegs {
     /// DR0 to DR3, the breakpoint addresses.
     pub db: [u64; 4],
@@ -497,7 +497,7 @@ impl From<&DebugRegs> for kvm_debugregs {
 }
 
 /// The local APIC register page (`kvm_lapic_state`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct Lapic {
     /// The 1024-byte register page as KVM lays it out.
     pub regs: Vec<u8>,
@@ -533,7 +533,7 @@ impl TryFrom<&Lapic> for kvm_lapic_state {
 }
 
 /// Multiprocessing state, e.g. runnable or halted (`kvm_mp_state`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct MpState {
     /// One of the `KVM_MP_STATE_*` values.
     pub mp_state: u32,
@@ -556,7 +556,7 @@ impl From<&MpState> for kvm_mp_state {
 }
 
 /// A pending or injected exception (`kvm_vcpu_events.exception`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct ExceptionEvent {
     /// The exception is being injected.
     pub injected: u8,
@@ -571,7 +571,7 @@ pub struct ExceptionEvent {
 }
 
 /// A pending or injected external or soft interrupt (`kvm_vcpu_events.interrupt`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct InterruptEvent {
     /// The interrupt is being injected.
     pub injected: u8,
@@ -584,7 +584,7 @@ pub struct InterruptEvent {
 }
 
 /// NMI state (`kvm_vcpu_events.nmi`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct NmiEvent {
     /// An NMI is being injected.
     pub injected: u8,
@@ -595,7 +595,7 @@ pub struct NmiEvent {
 }
 
 /// System management mode state (`kvm_vcpu_events.smi`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct SmiEvent {
     /// The vCPU is in SMM.
     pub smm: u8,
@@ -608,14 +608,14 @@ pub struct SmiEvent {
 }
 
 /// Triple fault state (`kvm_vcpu_events.triple_fault`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct TripleFaultEvent {
     /// A triple fault is pending.
     pub pending: u8,
 }
 
 /// Pending exceptions, interrupts, NMIs and SMIs (`kvm_vcpu_events`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct VcpuEvents {
     /// Exception state.
     pub exception: ExceptionEvent,
@@ -704,7 +704,7 @@ impl From<&VcpuEvents> for kvm_vcpu_events {
 }
 
 /// One CPUID leaf as given to the vCPU (`kvm_cpuid_entry2`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct CpuidEntry {
     /// Leaf (EAX input).
     pub function: u32,
@@ -752,7 +752,7 @@ impl From<&CpuidEntry> for kvm_cpuid_entry2 {
 }
 
 /// The CPUID table of a vCPU (`kvm_cpuid2`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct Cpuid {
     /// The leaves, in the order KVM returned them.
     pub entries: Vec<CpuidEntry>,
@@ -783,7 +783,7 @@ impl TryFrom<&Cpuid> for CpuId {
 ///
 /// Field order is the order a snapshot stores them in, not the restore order (see
 /// [`restore_vcpu`]).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct VcpuState {
     /// CPUID table.
     pub cpuid: Cpuid,

@@ -20,7 +20,7 @@ pub const CLOCK_HOST_ONLY_FLAGS: u32 =
     KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC;
 
 /// One 8259 PIC (`kvm_pic_state`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct PicState {
     /// IRR as last sampled, for edge detection.
     pub last_irr: u8,
@@ -103,7 +103,7 @@ impl From<&PicState> for kvm_pic_state {
 }
 
 /// The IOAPIC (`kvm_ioapic_state`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct IoapicState {
     /// MMIO base address.
     pub base_address: u64,
@@ -157,7 +157,7 @@ impl From<&IoapicState> for kvm_ioapic_state {
 /// Versioned as an enum: a `u32` variant index, which equals the chip id
 /// (`KVM_IRQCHIP_PIC_MASTER` = 0, `KVM_IRQCHIP_PIC_SLAVE` = 1, `KVM_IRQCHIP_IOAPIC` = 2), then
 /// that chip's fields; never the 512 bytes of the union.
-#[derive(Clone, Debug, PartialEq, Eq, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Versionize, serde::Serialize)]
 pub enum IrqchipState {
     /// `KVM_IRQCHIP_PIC_MASTER`.
     PicMaster(PicState),
@@ -223,7 +223,7 @@ impl From<&IrqchipState> for kvm_irqchip {
 }
 
 /// One channel of the 8254 PIT (`kvm_pit_channel_state`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct PitChannelState {
     /// Reload value of the counter (0 means 65536).
     pub count: u32,
@@ -294,7 +294,7 @@ impl From<&PitChannelState> for kvm_pit_channel_state {
 }
 
 /// The 8254 PIT (`kvm_pit_state2`).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct PitState {
     /// The three counters.
     pub channels: [PitChannelState; 3],
@@ -344,7 +344,7 @@ const CLOCK_V2_FLAGS: u32 = KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC;
 ///   `KVM_CLOCK_HOST_TSC`). Writing version 1 clears those two flags on the copy being
 ///   written, so an older build never sees a flag whose value is missing; reading version 1
 ///   clears them too, whatever an older writer left.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct ClockState {
     /// Guest clock in nanoseconds.
     pub clock: u64,
@@ -392,7 +392,7 @@ impl From<&ClockState> for kvm_clock_data {
 }
 
 /// Everything KVM holds for a VM outside its vCPUs and memory.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct VmState {
     /// Master 8259 PIC.
     pub pic_master: PicState,

@@ -3,7 +3,7 @@
 use versionize::Versionize;
 
 /// Registers and pending input of a 16550 UART.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct SerialState {
     /// Divisor latch, low byte (DLL).
     pub baud_divisor_low: u8,

@@ -3,7 +3,7 @@
 use versionize::Versionize;
 
 /// A virtqueue, with the fields of `virtio_queue::QueueState`.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct QueueState {
     /// Largest size the device supports.
     pub max_size: u16,
@@ -26,7 +26,7 @@ pub struct QueueState {
 }
 
 /// A virtio-mmio transport: the registers the driver programmed, and its queues.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct MmioTransportState {
     /// Device status register (`VIRTIO_CONFIG_S_*` bits).
     pub device_status: u32,

@@ -1,0 +1,11 @@
+//! Fuzz targets for the workspace: `snapshot_load` (a `MicrovmState` snapshot from any
+//! bytes), `decode_types` (every fuzzed derived type at every app version) and `roundtrip`
+//! (decode, encode, decode; and arbitrary values at every app version).
+//!
+//! The checks live in [`oracle`], which `tests/tests/properties.rs` also compiles, so the CI
+//! property tests and the fuzzers check the same properties. Run with
+//! `RUSTC_BOOTSTRAP=1 cargo fuzz run <target>` from the repository root (see
+//! `docs/SECURITY.md`).
+#![forbid(unsafe_code)]
+
+pub mod oracle;

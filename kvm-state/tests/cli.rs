@@ -1,0 +1,725 @@
+//! The `vmstate` binary, run as a subprocess: the good paths on a snapshot built here (no KVM
+//! needed), and every kind of bad input, which must give one `vmstate: ...` line on stderr
+//! and exit code 1 (2 for a bad command line), never a panic.
+
+#![cfg(target_arch = "x86_64")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::TempDir;
+use kvm_state::device::virtio::QueueState;
+use kvm_state::{
+    version_map, ClockState, DevicesState, MemoryRegionState, MicrovmState, MmioTransportState,
+    Regs, SerialState, VcpuState, VmState, APP_VERSION_1, CURRENT_APP_VERSION,
+};
+use snapshot::magic::MAGIC_AARCH64;
+use versionize::crc::crc64;
+use versionize::schema::export;
+
+const MEMORY_LEN: usize = 4096;
+
+fn sample_state() -> MicrovmState {
+    let vcpu = |id: u64| VcpuState {
+        regs: Regs {
+            rip: 0x8000 + id,
+            rflags: 0x2,
+            ..Default::default()
+        },
+        tsc_khz: Some(3_000_000),
+        ..Default::default()
+    };
+    MicrovmState {
+        vm: VmState {
+            clock: ClockState {
+                clock: 1_000_000,
+                flags: kvm_bindings::KVM_CLOCK_REALTIME,
+                realtime: 1_700_000_000_000_000_000,
+                host_tsc: 42,
+            },
+            ..Default::default()
+        },
+        vcpus: vec![vcpu(0), vcpu(1)],
+        devices: DevicesState {
+            serial: vec![SerialState {
+                line_status: 0x60,
+                in_buffer: b"ok".to_vec(),
+                ..Default::default()
+            }],
+            virtio_mmio: vec![MmioTransportState {
+                device_status: 0xf,
+                queues: vec![QueueState {
+                    size: 256,
+                    ready: true,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        },
+        memory: vec![MemoryRegionState::with_contents(
+            0,
+            (0..MEMORY_LEN).map(|i| (i % 251) as u8).collect(),
+        )],
+    }
+}
+
+/// A directory with `good.snap`, a sound snapshot of [`sample_state`] at the current app
+/// version.
+struct Fixture {
+    dir: TempDir,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Fixture {
+        let dir = TempDir::new(name);
+        sample_state()
+            .save_to_file(dir.path().join("good.snap"), CURRENT_APP_VERSION)
+            .unwrap();
+        Fixture { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn good(&self) -> PathBuf {
+        self.path("good.snap")
+    }
+
+    fn good_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.good()).unwrap()
+    }
+
+    /// Writes `bytes` as `name`, first recomputing the CRC when `fix_crc` is set.
+    fn write(&self, name: &str, mut bytes: Vec<u8>, fix_crc: bool) -> PathBuf {
+        if fix_crc {
+            let body = bytes.len() - 8;
+            let crc = crc64(&bytes[..body]);
+            bytes[body..].copy_from_slice(&crc.to_le_bytes());
+        }
+        let path = self.path(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+fn vmstate(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vmstate"))
+        .args(args.iter().map(|a| a.as_ref()))
+        // A panic would print a backtrace: the checks below would see it.
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+#[track_caller]
+fn assert_ok(output: &Output) -> String {
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        stdout(output),
+        stderr(output)
+    );
+    stdout(output)
+}
+
+/// Exit `code`, and exactly one line on stderr: `vmstate: ...` containing `needle`.
+#[track_caller]
+fn assert_fails_with(output: &Output, code: i32, needle: &str) -> String {
+    let err = stderr(output);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{err}",
+        stdout(output)
+    );
+    assert!(
+        err.starts_with("vmstate: ") && err.ends_with('\n') && err.lines().count() == 1,
+        "not one line: {err:?}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    err
+}
+
+/// Every command that reads a snapshot fails on `path` with one line containing `needle`.
+#[track_caller]
+fn assert_every_command_fails(fixture: &Fixture, path: &Path, needle: &str) {
+    let out = fixture.path("converted.snap");
+    for args in [
+        vec!["info"],
+        vec!["verify"],
+        vec!["dump"],
+        vec!["dump", "--json"],
+        vec!["convert", "--to-version", "1", "-o"],
+    ] {
+        let mut argv: Vec<&dyn AsRef<std::ffi::OsStr>> = args
+            .iter()
+            .map(|a| a as &dyn AsRef<std::ffi::OsStr>)
+            .collect();
+        if args[0] == "convert" {
+            argv.push(&out);
+        }
+        argv.push(&path);
+        let output = vmstate(&argv);
+        let err = assert_fails_with(&output, 1, needle);
+        assert!(
+            err.contains(&path.display().to_string()),
+            "{args:?}: the path is not named: {err}"
+        );
+        if args[0] != "info" {
+            assert!(output.stdout.is_empty(), "{args:?}: {}", stdout(&output));
+        }
+    }
+    assert!(!out.exists(), "convert wrote from a bad file");
+}
+
+// ---------------------------------------------------------------------------------------
+// Good paths.
+
+#[test]
+fn test_cli_info_shows_container_fields() {
+    let fixture = Fixture::new("cli-info");
+    let text = assert_ok(&vmstate(&[&"info", &fixture.good()]));
+    let len = fixture.good_bytes().len();
+    for needle in [
+        "magic:          0x0710198486640001 (x86_64, this host's architecture)",
+        "format version: 1 (this build reads 1..=1)",
+        &format!(
+            "data version:   {CURRENT_APP_VERSION} (this build reads 1..={CURRENT_APP_VERSION})"
+        ),
+        &format!("file size:      {len} bytes"),
+        &format!("state size:     {} bytes", len - 18),
+        "crc64:          ok (0x",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in\n{text}");
+    }
+}
+
+#[test]
+fn test_cli_verify_sound_file() {
+    let fixture = Fixture::new("cli-verify");
+    let text = assert_ok(&vmstate(&[&"verify", &fixture.good()]));
+    assert!(
+        text.ends_with(&format!(
+            ": ok: data version {CURRENT_APP_VERSION}, 2 vcpu(s), 1 serial and 1 virtio-mmio \
+             device(s), 1 memory region(s) of {MEMORY_LEN} bytes\n"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn test_cli_dump_text_summarizes_memory() {
+    let fixture = Fixture::new("cli-dump");
+    let text = assert_ok(&vmstate(&[&"dump", &fixture.good()]));
+    for needle in [
+        &format!("data_version: {CURRENT_APP_VERSION}\n"),
+        "vcpus[0]:\n",
+        "    rip: 32768 (0x8000)\n",
+        "    rip: 32769 (0x8001)\n",
+        "  tsc_khz: 3000000 (0x2dc6c0)\n",
+        "    in_buffer: [111, 107]\n",
+        &format!("  contents_len: {MEMORY_LEN} (0x1000)\n"),
+        &format!(
+            "  contents_crc64: {:#018x}\n",
+            crc64(&sample_state().memory[0].contents)
+        ),
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in\n{text}");
+    }
+    // Guest memory is not dumped unless asked for.
+    assert!(!text.contains("contents: "), "{text}");
+    assert!(text.len() < 40_000, "{} bytes of dump", text.len());
+
+    let with_memory = assert_ok(&vmstate(&[&"dump", &"--memory", &fixture.good()]));
+    assert!(
+        with_memory.contains(&format!(
+            "  contents: {MEMORY_LEN} bytes\n    000000: 00 01 02 03"
+        )),
+        "{with_memory}"
+    );
+}
+
+#[test]
+fn test_cli_dump_json_parses() {
+    let fixture = Fixture::new("cli-json");
+    let text = assert_ok(&vmstate(&[&"dump", &"--json", &fixture.good()]));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["data_version"], CURRENT_APP_VERSION);
+    let state = &json["state"];
+    assert_eq!(state["vcpus"][1]["regs"]["rip"], 0x8001);
+    assert_eq!(state["vcpus"][0]["tsc_khz"], 3_000_000);
+    assert_eq!(state["vm"]["clock"]["host_tsc"], 42);
+    assert_eq!(state["devices"]["virtio_mmio"][0]["queues"][0]["size"], 256);
+    let region = &state["memory"][0];
+    assert_eq!(region["size"], MEMORY_LEN);
+    assert_eq!(region["contents_len"], MEMORY_LEN);
+    assert_eq!(
+        region["contents_crc64"],
+        format!("{:#018x}", crc64(&sample_state().memory[0].contents))
+    );
+    assert!(region.get("contents").is_none());
+
+    let text = assert_ok(&vmstate(&[
+        &"dump",
+        &"--json",
+        &"--memory",
+        &fixture.good(),
+    ]));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let contents = json["state"]["memory"][0]["contents"].as_str().unwrap();
+    assert_eq!(contents.len(), 2 * MEMORY_LEN);
+    assert!(contents.starts_with("00010203"));
+}
+
+#[test]
+fn test_cli_convert_to_version_1_then_verify_and_info() {
+    let fixture = Fixture::new("cli-convert");
+    let out = fixture.path("v1.snap");
+    let text = assert_ok(&vmstate(&[
+        &"convert",
+        &fixture.good(),
+        &"--to-version",
+        &"1",
+        &"-o",
+        &out,
+    ]));
+    assert!(
+        text.starts_with(&format!(
+            "wrote {}: data version 1 (was {CURRENT_APP_VERSION}), ",
+            out.display()
+        )),
+        "{text}"
+    );
+    // What app version 1 cannot hold is listed.
+    for needle in [
+        "vcpus[0].tsc_khz: 3000000 (0x2dc6c0) -> none",
+        "vcpus[1].tsc_khz: 3000000 (0x2dc6c0) -> none",
+        "vm.clock.host_tsc: 42 (0x2a) -> 0",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in\n{text}");
+    }
+    assert_ok(&vmstate(&[&"verify", &out]));
+    let info = assert_ok(&vmstate(&[&"info", &out]));
+    assert!(
+        info.contains("data version:   1 (this build reads"),
+        "{info}"
+    );
+
+    // The file is what this build writes for app version 1.
+    let (loaded, version) = MicrovmState::load_file(&out).unwrap();
+    assert_eq!(version, APP_VERSION_1);
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        loaded.to_snapshot_bytes(APP_VERSION_1).unwrap()
+    );
+
+    // And back up: nothing else is lost, nothing listed.
+    let up = fixture.path("v2.snap");
+    let text = assert_ok(&vmstate(&[
+        &"convert",
+        &out,
+        &"--to-version",
+        &CURRENT_APP_VERSION.to_string(),
+        &"-o",
+        &up,
+    ]));
+    assert_eq!(text.lines().count(), 1, "{text}");
+}
+
+#[test]
+fn test_cli_schema_export() {
+    let latest = assert_ok(&vmstate(&[&"schema", &"export"]));
+    assert_eq!(
+        latest,
+        export::<MicrovmState>(&version_map(), CURRENT_APP_VERSION)
+            .unwrap()
+            .to_json()
+    );
+    let v1 = assert_ok(&vmstate(&[&"schema", &"export", &"--version", &"1"]));
+    assert_eq!(
+        v1,
+        export::<MicrovmState>(&version_map(), 1).unwrap().to_json()
+    );
+    // The committed file of app version 1 is this export.
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/v1.json")).unwrap();
+    assert_eq!(v1, committed);
+}
+
+#[test]
+fn test_cli_schema_check_clean_and_with_a_difference() {
+    let fixture = Fixture::new("cli-schema");
+    let old = fixture.path("old.json");
+    std::fs::write(&old, assert_ok(&vmstate(&[&"schema", &"export"]))).unwrap();
+    let text = assert_ok(&vmstate(&[&"schema", &"check", &old, &old]));
+    assert!(text.contains("compatible"), "{text}");
+
+    // A build that retyped `Regs.rip` and added `Regs.rip2` without a version bump.
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&old).unwrap()).unwrap();
+    let fields = json["types"]["Regs"]["kind"]["struct"]["fields"]
+        .as_array_mut()
+        .unwrap();
+    let rip = fields.iter_mut().find(|f| f["name"] == "rip").unwrap();
+    rip["ty"] = "u32".into();
+    let mut rip2 = rip.clone();
+    rip2["name"] = "rip2".into();
+    fields.push(rip2);
+    let new = fixture.path("new.json");
+    std::fs::write(&new, serde_json::to_string(&json).unwrap()).unwrap();
+
+    let output = vmstate(&[&"schema", &"check", &old, &new]);
+    assert_fails_with(&output, 1, "2 breaking difference(s)");
+    assert_eq!(
+        stdout(&output),
+        "Regs.rip: type changed from u64 to u32 without a version change (add a new field \
+         with `start` and retire this one with `end`)\n\
+         Regs.rip2: field of type u32 added without a version change (give it `start = <new \
+         version>` and map the new version)\n"
+    );
+}
+
+#[test]
+fn test_cli_help_speaks_to_operators() {
+    let text = assert_ok(&vmstate(&[&"--help"]));
+    for needle in [
+        "info",
+        "verify",
+        "dump",
+        "convert",
+        "schema",
+        "Exit status",
+        "rollback",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in\n{text}");
+    }
+    for command in ["info", "verify", "dump", "convert", "schema"] {
+        let text = assert_ok(&vmstate(&[&command, &"--help"]));
+        assert!(text.contains("Usage: vmstate "), "{text}");
+    }
+    assert_ok(&vmstate(&[&"--version"]));
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad input: one line on stderr, exit 1, for every command that reads a snapshot.
+
+#[test]
+fn test_cli_missing_file() {
+    let fixture = Fixture::new("cli-missing");
+    let path = fixture.path("missing.snap");
+    assert_every_command_fails(&fixture, &path, "open: No such file or directory");
+}
+
+#[test]
+fn test_cli_directory() {
+    let fixture = Fixture::new("cli-dir");
+    let path = fixture.path("a-directory");
+    std::fs::create_dir(&path).unwrap();
+    assert_every_command_fails(&fixture, &path, "not a regular file");
+}
+
+/// Unreadable paths. The tests run as root, which reads a mode-000 file anyway, so they use
+/// paths no user can open: one below a regular file, and a dangling symbolic link. A mode-000
+/// file is tested too when the current user really cannot read it.
+#[test]
+fn test_cli_unreadable_paths() {
+    let fixture = Fixture::new("cli-unreadable");
+    let below_file = fixture.good().join("x");
+    assert_every_command_fails(&fixture, &below_file, "open: Not a directory");
+
+    let dangling = fixture.path("dangling.snap");
+    std::os::unix::fs::symlink(fixture.path("nowhere"), &dangling).unwrap();
+    assert_every_command_fails(&fixture, &dangling, "open: No such file or directory");
+
+    use std::os::unix::fs::PermissionsExt;
+    let locked = fixture.write("locked.snap", fixture.good_bytes(), false);
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if std::fs::File::open(&locked).is_err() {
+        assert_every_command_fails(&fixture, &locked, "open: Permission denied");
+    } else {
+        eprintln!("running as root: a mode-000 file is readable, not testing it");
+    }
+}
+
+#[test]
+fn test_cli_wrong_arch() {
+    let fixture = Fixture::new("cli-arch");
+    let mut bytes = fixture.good_bytes();
+    bytes[..8].copy_from_slice(&(MAGIC_AARCH64 | 1).to_le_bytes());
+    let path = fixture.write("aarch64.snap", bytes, true);
+    assert_every_command_fails(
+        &fixture,
+        &path,
+        "(aarch64): this build reads x86_64 snapshots",
+    );
+    let info = vmstate(&[&"info", &path]);
+    assert!(
+        stdout(&info).contains("(aarch64, NOT this host's x86_64)"),
+        "{}",
+        stdout(&info)
+    );
+    assert!(stdout(&info).contains("crc64:          ok"));
+}
+
+#[test]
+fn test_cli_bad_crc() {
+    let fixture = Fixture::new("cli-crc");
+    let mut bytes = fixture.good_bytes();
+    bytes[100] ^= 0x01;
+    let path = fixture.write("flipped.snap", bytes, false);
+    assert_every_command_fails(&fixture, &path, "crc64 mismatch: file says 0x");
+    assert!(stdout(&vmstate(&[&"info", &path])).contains("crc64:          MISMATCH"));
+}
+
+#[test]
+fn test_cli_unknown_data_version() {
+    let fixture = Fixture::new("cli-version");
+    let mut bytes = fixture.good_bytes();
+    bytes[8..10].copy_from_slice(&9u16.to_le_bytes());
+    let path = fixture.write("v9.snap", bytes, true);
+    assert_every_command_fails(
+        &fixture,
+        &path,
+        &format!("data version 9 is not supported (this build reads 1..={CURRENT_APP_VERSION})"),
+    );
+}
+
+#[test]
+fn test_cli_truncated_files() {
+    let fixture = Fixture::new("cli-truncated");
+    let bytes = fixture.good_bytes();
+    let path = fixture.write("short.snap", bytes[..10].to_vec(), false);
+    assert_every_command_fails(&fixture, &path, "snapshot of 10 bytes is too short");
+    let path = fixture.write("empty.snap", Vec::new(), false);
+    assert_every_command_fails(&fixture, &path, "snapshot of 0 bytes is too short");
+    // Cut in the middle: what was the CRC is now state bytes.
+    let path = fixture.write("half.snap", bytes[..bytes.len() / 2].to_vec(), false);
+    assert_every_command_fails(&fixture, &path, "crc64 mismatch");
+}
+
+/// A state cut short with a CRC made to match: the container is fine, `info` says so, and
+/// every command that decodes the state fails.
+#[test]
+fn test_cli_truncated_state_with_valid_crc() {
+    let fixture = Fixture::new("cli-state");
+    let bytes = fixture.good_bytes();
+    let mut cut = bytes[..bytes.len() / 2].to_vec();
+    cut.extend_from_slice(&[0; 8]);
+    let path = fixture.write("cut.snap", cut, true);
+    assert_ok(&vmstate(&[&"info", &path]));
+    for args in [vec!["verify"], vec!["dump"], vec!["dump", "--json"]] {
+        let mut argv: Vec<&dyn AsRef<std::ffi::OsStr>> = args
+            .iter()
+            .map(|a| a as &dyn AsRef<std::ffi::OsStr>)
+            .collect();
+        argv.push(&path);
+        assert_fails_with(&vmstate(&argv), 1, "cannot load");
+    }
+}
+
+#[test]
+fn test_cli_state_over_the_cap() {
+    let fixture = Fixture::new("cli-cap");
+    let output = vmstate(&[&"verify", &"--max-state-size", &"1K", &fixture.good()]);
+    assert_fails_with(&output, 1, "raise it with --max-state-size");
+    assert_ok(&vmstate(&[
+        &"verify",
+        &"--max-state-size",
+        &"64K",
+        &fixture.good(),
+    ]));
+}
+
+#[test]
+fn test_cli_bad_memory_region() {
+    let fixture = Fixture::new("cli-region");
+    let mut state = sample_state();
+    state.memory[0].size += 1;
+    let path = fixture.path("region.snap");
+    state.save_to_file(&path, CURRENT_APP_VERSION).unwrap();
+    assert_fails_with(
+        &vmstate(&[&"verify", &path]),
+        1,
+        "contents are not `size` bytes",
+    );
+}
+
+#[test]
+fn test_cli_bad_to_version() {
+    let fixture = Fixture::new("cli-to-version");
+    let out = fixture.path("out.snap");
+    for (version, needle) in [
+        (
+            "0",
+            "invalid value '0' for '--to-version <N>': 0 is not in 1..=",
+        ),
+        (
+            "3",
+            "invalid value '3' for '--to-version <N>': 3 is not in 1..=",
+        ),
+        ("abc", "invalid value 'abc' for '--to-version <N>'"),
+        ("-1", "unexpected argument '-1'"),
+    ] {
+        let output = vmstate(&[
+            &"convert",
+            &fixture.good(),
+            &"--to-version",
+            &version,
+            &"-o",
+            &out,
+        ]);
+        assert_fails_with(&output, 2, needle);
+    }
+    assert_fails_with(
+        &vmstate(&[&"schema", &"export", &"--version", &"7"]),
+        2,
+        "7 is not in 1..=",
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn test_cli_convert_to_unwritable_output() {
+    let fixture = Fixture::new("cli-output");
+    let out = fixture.path("no-such-dir/out.snap");
+    let output = vmstate(&[
+        &"convert",
+        &fixture.good(),
+        &"--to-version",
+        &"1",
+        &"-o",
+        &out,
+    ]);
+    assert_fails_with(
+        &output,
+        1,
+        &format!(
+            "cannot write {}: create temporary file: No such file or directory",
+            out.display()
+        ),
+    );
+}
+
+#[test]
+fn test_cli_bad_schema_files() {
+    let fixture = Fixture::new("cli-schema-bad");
+    let good = fixture.path("v2.json");
+    std::fs::write(&good, assert_ok(&vmstate(&[&"schema", &"export"]))).unwrap();
+    let missing = fixture.path("missing.json");
+    assert_fails_with(
+        &vmstate(&[&"schema", &"check", &missing, &good]),
+        1,
+        "cannot read",
+    );
+    assert_fails_with(
+        &vmstate(&[&"schema", &"check", &good, &fixture.good()]),
+        1,
+        "stream did not contain valid UTF-8",
+    );
+    let not_json = fixture.path("not.json");
+    std::fs::write(&not_json, "{\"app_version\": 1}").unwrap();
+    assert_fails_with(
+        &vmstate(&[&"schema", &"check", &good, &not_json]),
+        1,
+        "not.json is not a schema export: missing field `root`",
+    );
+    assert_fails_with(
+        &vmstate(&[&"schema", &"check", &good, &fixture.dir.path()]),
+        1,
+        "cannot read",
+    );
+}
+
+#[test]
+fn test_cli_usage_errors_are_one_line() {
+    assert_fails_with(&vmstate(&[&"frobnicate"]), 2, "unrecognized subcommand");
+    assert_fails_with(
+        &vmstate(&[&"convert", &"x.snap"]),
+        2,
+        "the following required arguments were not provided: --to-version <N> --output <OUT>",
+    );
+    assert_fails_with(
+        &vmstate(&[&"info", &"--max-state-size", &"lots", &"x.snap"]),
+        2,
+        "`lots` is not a size",
+    );
+}
+
+/// The README's `vmstate` session, run command by command in a directory holding a
+/// `vm.snap` built here and the committed schema files: every command succeeds, and its first
+/// output line starts as the README's does (up to the first `:`, or entirely when it has none).
+#[test]
+fn test_cli_readme_session() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme
+        .split("\n## vmstate\n")
+        .nth(1)
+        .expect("README has a `## vmstate` section");
+    let session = section
+        .split("```console\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the section has a console block");
+
+    let fixture = Fixture::new("cli-readme");
+    std::fs::rename(fixture.good(), fixture.path("vm.snap")).unwrap();
+    let schema_dir = fixture.path("kvm-state/schema");
+    std::fs::create_dir_all(&schema_dir).unwrap();
+    for app_version in 1..=CURRENT_APP_VERSION {
+        let name = format!("v{app_version}.json");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("schema")
+                .join(&name),
+            schema_dir.join(&name),
+        )
+        .unwrap();
+    }
+
+    let lines: Vec<&str> = session.lines().collect();
+    let mut commands = 0;
+    for (index, line) in lines.iter().enumerate() {
+        let Some(command) = line.strip_prefix("$ vmstate ") else {
+            assert!(!line.starts_with('$'), "only vmstate commands: {line}");
+            continue;
+        };
+        let (command, redirect) = match command.split_once(" > ") {
+            Some((command, file)) => (command, Some(file.trim())),
+            None => (command, None),
+        };
+        let output = Command::new(env!("CARGO_BIN_EXE_vmstate"))
+            .args(command.split_whitespace())
+            .current_dir(fixture.dir.path())
+            .output()
+            .unwrap();
+        let text = assert_ok(&output);
+        match redirect {
+            Some(file) => std::fs::write(fixture.path(file), &text).unwrap(),
+            None => {
+                let shown = lines.get(index + 1).copied().unwrap_or_default();
+                let prefix = shown.split(':').next().unwrap_or_default();
+                let first = text.lines().next().unwrap_or_default();
+                assert!(
+                    first.starts_with(prefix),
+                    "`vmstate {command}` printed {first:?}, the README shows {shown:?}"
+                );
+            }
+        }
+        commands += 1;
+    }
+    assert!(commands >= 6, "{commands} commands in the README session");
+}
