@@ -44,6 +44,63 @@ fn test_crc_matches_bitwise_reference() {
 }
 
 #[test]
+fn test_crc_matches_crc_crate_catalogue() {
+    let catalogue = crc::Crc::<u64>::new(&crc::CRC_64_REDIS);
+    for len in [
+        0,
+        1,
+        15,
+        16,
+        63,
+        64,
+        127,
+        128,
+        255,
+        256,
+        511,
+        512,
+        4095,
+        65_537,
+        1 << 20,
+    ] {
+        let data = pattern(len);
+        assert_eq!(crc64(&data), catalogue.checksum(&data), "len {len}");
+    }
+}
+
+#[test]
+fn test_crc_writer_mixed_write_sizes() {
+    // Small writes are collected and summed in blocks, large ones in place: every mix must
+    // give the one-call checksum, at every point.
+    let data = pattern(200_000);
+    for sizes in [
+        &[1usize, 7, 600][..],
+        &[511, 512, 513],
+        &[8191, 1, 8193],
+        &[3, 9000, 2],
+    ] {
+        let mut writer = CRC64Writer::new(Vec::new());
+        let mut at = 0;
+        let mut turn = 0;
+        while at < data.len() {
+            let end = (at + sizes[turn % sizes.len()]).min(data.len());
+            writer.write_all(&data[at..end]).unwrap();
+            at = end;
+            turn += 1;
+            if turn % 97 == 0 {
+                assert_eq!(
+                    writer.checksum(),
+                    crc64(&data[..at]),
+                    "sizes {sizes:?} at {at}"
+                );
+            }
+        }
+        assert_eq!(writer.checksum(), crc64(&data), "sizes {sizes:?}");
+        assert_eq!(writer.get_ref(), &data);
+    }
+}
+
+#[test]
 fn test_crc_writer_sums_written_bytes() {
     let data = pattern(10_000);
     let mut out = Vec::new();

@@ -1,15 +1,21 @@
 //! Fixed-width numbers, `bool` and `char`.
 //!
 //! Numbers are little endian whatever the host; `usize`/`isize` travel as 64 bits. Slices,
-//! vectors and arrays of numbers are copied in bulk through a stack buffer instead of one
-//! call per element.
+//! vectors and arrays of numbers are copied in bulk: on little-endian hosts their memory is
+//! written and read as is (through `bytemuck`'s safe casts), on big-endian hosts through a
+//! staging buffer with byte swaps.
 
 use std::io::{Read, Write};
 
 use crate::{VersionMap, Versionize, VersionizeError, VersionizeResult};
 
-/// Bytes staged per bulk write or read of a numeric slice.
+/// Bytes staged per bulk write of a numeric slice on big-endian hosts.
+#[cfg(target_endian = "big")]
 const CHUNK_BYTES: usize = 4096;
+
+/// Elements staged per step when growing a vector from input, so that a truncated input
+/// claiming a long (in-budget) length fails before the whole length is allocated.
+const GROW_BYTES: usize = 256 * 1024;
 
 macro_rules! impl_number {
     ($($ty:ty),* $(,)?) => {$(
@@ -35,6 +41,16 @@ macro_rules! impl_number {
                 stringify!($ty).to_owned()
             }
 
+            /// On little-endian hosts the slice's memory already is the wire format: one
+            /// `write_all` of its bytes.
+            #[cfg(target_endian = "little")]
+            #[inline]
+            fn serialize_slice<W: Write>(items: &[Self], writer: &mut W, _: &VersionMap, _: u16) -> VersionizeResult<()> {
+                writer.write_all(bytemuck::cast_slice(items))?;
+                Ok(())
+            }
+
+            #[cfg(target_endian = "big")]
             #[inline]
             fn serialize_slice<W: Write>(items: &[Self], writer: &mut W, _: &VersionMap, _: u16) -> VersionizeResult<()> {
                 const SIZE: usize = size_of::<$ty>();
@@ -56,19 +72,13 @@ macro_rules! impl_number {
                 len: usize,
                 out: &mut Vec<Self>,
             ) -> VersionizeResult<()> {
-                const SIZE: usize = size_of::<$ty>();
-                out.reserve(crate::limits::initial_capacity::<Self>(len));
-                let mut buffer = [0u8; CHUNK_BYTES];
+                let step = (GROW_BYTES / size_of::<$ty>()).max(1);
                 let mut left = len;
                 while left > 0 {
-                    let count = left.min(CHUNK_BYTES / SIZE);
-                    let bytes = &mut buffer[..count * SIZE];
-                    reader.read_exact(bytes)?;
-                    out.extend(bytes.chunks_exact(SIZE).map(|raw| {
-                        let mut word = [0u8; SIZE];
-                        word.copy_from_slice(raw);
-                        <$ty>::from_le_bytes(word)
-                    }));
+                    let count = left.min(step);
+                    let start = out.len();
+                    out.resize(start + count, <$ty>::default());
+                    read_numbers(reader, &mut out[start..])?;
                     left -= count;
                 }
                 Ok(())
@@ -76,22 +86,38 @@ macro_rules! impl_number {
 
             #[inline]
             fn deserialize_array<R: Read, const N: usize>(reader: &mut R, _: &VersionMap, _: u16) -> VersionizeResult<[Self; N]> {
-                const SIZE: usize = size_of::<$ty>();
                 let mut array = [<$ty>::default(); N];
-                let mut buffer = [0u8; CHUNK_BYTES];
-                for chunk in array.chunks_mut(CHUNK_BYTES / SIZE) {
-                    let bytes = &mut buffer[..chunk.len() * SIZE];
-                    reader.read_exact(bytes)?;
-                    for (item, raw) in chunk.iter_mut().zip(bytes.chunks_exact(SIZE)) {
-                        let mut word = [0u8; SIZE];
-                        word.copy_from_slice(raw);
-                        *item = <$ty>::from_le_bytes(word);
-                    }
-                }
+                read_numbers(reader, &mut array)?;
                 Ok(array)
             }
         }
+
+        impl Number for $ty {
+            #[cfg(target_endian = "big")]
+            fn swap_from_le(&mut self) {
+                *self = <$ty>::from_le_bytes(self.to_ne_bytes());
+            }
+        }
     )*};
+}
+
+/// A plain number whose in-memory bytes are its wire bytes on little-endian hosts.
+trait Number: bytemuck::Pod {
+    /// Converts a value read as little-endian bytes into host order.
+    #[cfg(target_endian = "big")]
+    fn swap_from_le(&mut self);
+}
+
+/// Fills `items` from the reader: one `read_exact` into their memory, then (big-endian
+/// hosts only) a byte swap.
+#[inline]
+fn read_numbers<T: Number, R: Read>(reader: &mut R, items: &mut [T]) -> VersionizeResult<()> {
+    reader.read_exact(bytemuck::cast_slice_mut(items))?;
+    #[cfg(target_endian = "big")]
+    for item in items.iter_mut() {
+        item.swap_from_le();
+    }
+    Ok(())
 }
 
 impl_number!(u16, u32, u64, u128, i8, i16, i32, i64, i128, f32, f64);
@@ -138,14 +164,17 @@ impl Versionize for u8 {
         out: &mut Vec<Self>,
     ) -> VersionizeResult<()> {
         // Grow in steps so a truncated input claiming a long (in-budget) length fails
-        // before the whole length is allocated.
-        let step = crate::limits::initial_capacity::<u8>(len).max(1);
+        // before the whole length is allocated. `read_to_end` fills spare capacity without
+        // zeroing it first.
         let mut left = len;
         while left > 0 {
-            let count = left.min(step);
-            let start = out.len();
-            out.resize(start + count, 0);
-            reader.read_exact(&mut out[start..])?;
+            let count = left.min(GROW_BYTES);
+            out.reserve_exact(count);
+            let want = u64::try_from(count).unwrap_or(u64::MAX);
+            let got = reader.by_ref().take(want).read_to_end(out)?;
+            if got < count {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
             left -= count;
         }
         Ok(())
