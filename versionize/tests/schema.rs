@@ -390,3 +390,125 @@ fn test_schema_dir_helper() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+mod two_versions {
+    use super::*;
+    #[derive(Clone, Versionize)]
+    pub(crate) enum Event {
+        None,
+        Exception(u8),
+        #[version(start = 2, default_fn = "as_none")]
+        Nmi,
+    }
+    impl Event {
+        fn as_none(&self, _: u16) -> VersionizeResult<Self> {
+            Ok(Event::None)
+        }
+    }
+    pub(crate) fn map() -> VersionMap {
+        let mut map = VersionMap::new();
+        map.new_version().set_type_version(Event::type_id(), 2);
+        map
+    }
+}
+
+mod start_moved {
+    use super::*;
+    /// Someone "moved" `Exception` to version 2 without adding a type version.
+    #[derive(Clone, Versionize)]
+    pub(crate) enum Event {
+        None,
+        #[version(start = 2, default_fn = "as_none")]
+        Exception(u8),
+        #[version(start = 2, default_fn = "as_none")]
+        Nmi,
+    }
+    impl Event {
+        fn as_none(&self, _: u16) -> VersionizeResult<Self> {
+            Ok(Event::None)
+        }
+    }
+    pub(crate) fn map() -> VersionMap {
+        let mut map = VersionMap::new();
+        map.new_version().set_type_version(Event::type_id(), 2);
+        map
+    }
+}
+
+#[test]
+fn test_schema_rule_variant_no_longer_exists_at_released_version() {
+    let differences = diff::<two_versions::Event, start_moved::Event>(
+        &two_versions::map(),
+        &start_moved::map(),
+        1,
+    );
+    assert_one(
+        &differences,
+        "Event::Exception",
+        "no longer exists at this version",
+    );
+    // At app version 2 both have it: clean.
+    let differences = diff::<two_versions::Event, start_moved::Event>(
+        &two_versions::map(),
+        &start_moved::map(),
+        2,
+    );
+    assert!(differences.is_empty(), "{differences:#?}");
+}
+
+#[test]
+fn test_schema_rule_root_changed() {
+    let differences = diff::<v1::Vcpu, v1::Regs>(&v1::map(), &v1::map(), 1);
+    assert_one(&differences, "Vcpu", "root type changed from Vcpu to Regs");
+}
+
+#[test]
+fn test_schema_rule_type_newly_reachable() {
+    mod grown {
+        use super::*;
+        #[derive(Versionize)]
+        pub(crate) struct Vcpu {
+            pub(crate) regs: v1::Regs,
+            pub(crate) lapic: Vec<u8>,
+            pub(crate) events: Vec<v1::Event>,
+        }
+    }
+    let differences = diff::<v1::Vcpu, grown::Vcpu>(&v1::map(), &v1::map(), 1);
+    assert_one(&differences, "Event", "newly part of app version 1");
+    assert_one(
+        &differences,
+        "Vcpu.events",
+        "added without a version change",
+    );
+}
+
+#[test]
+fn test_schema_rule_kind_changed() {
+    mod as_enum {
+        use super::*;
+        #[derive(Versionize)]
+        pub(crate) enum Regs {
+            Short(u64),
+            Long { rip: u64, rflags: u64 },
+        }
+        #[derive(Versionize)]
+        pub(crate) struct Vcpu {
+            pub(crate) regs: Regs,
+            pub(crate) lapic: Vec<u8>,
+        }
+    }
+    let differences = diff::<v1::Vcpu, as_enum::Vcpu>(&v1::map(), &v1::map(), 1);
+    assert_one(&differences, "Regs", "changed from a struct to an enum");
+}
+
+#[test]
+fn test_schema_rule_different_app_versions_are_not_compared_silently() {
+    let old = export::<evolved::Vcpu>(&evolved::map(), 1).unwrap();
+    let new = export::<evolved::Vcpu>(&evolved::map(), 2).unwrap();
+    let differences = compare(&old, &new);
+    assert_one(
+        &differences,
+        "",
+        "comparing app version 1 with app version 2",
+    );
+}
