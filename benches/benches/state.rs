@@ -5,13 +5,14 @@
 //! - `state`: the `MicrovmState` payload: ours at the latest version and at app version 1
 //!   (`ser_fn` hooks, one clone per hooked struct), bincode, and a `memcpy` of as many bytes;
 //! - `version_map`: the same payload through maps of 4, 100 and 1000 app versions;
-//! - `bytes`: `Vec<u8>` and `[u8; N]` fields against `memcpy` of as many bytes;
+//! - `bytes`: `Vec<u8>` and `[u8; N]` fields against `memcpy` of as many bytes, and
+//!   against `to_vec` (allocate + copy + free: the floor of a decode into an owned `Vec`);
 //! - `crc`: CRC-64 over 1 MiB against `memcpy` of 1 MiB;
 //! - `snapshot`: save and load with and without the CRC;
-//! - TODO `kvm`: see the end of this file.
+//! - `kvm` (only with a usable `/dev/kvm`): a 1-vCPU and a 4-vCPU VM, the save and restore
+//!   ioctls against `Snapshot::save` and `Snapshot::load` of the collected state.
 
 use std::hint::black_box;
-use std::io::{self, Read};
 use std::time::Duration;
 
 use benchmarks::{version_map, ArrayField, MicrovmState, VecField};
@@ -209,30 +210,15 @@ fn bench_memcpy(
     });
 }
 
-/// The decoding proposed for `Vec<u8>` in `benches/README.md`: read the length, reserve,
-/// then `take(len).read_to_end`, which fills the reserved capacity without zeroing it first
-/// (the current impl `resize`s with zeros, then `read_exact`s over them). The real impl
-/// would keep the budget charge and the capped first reservation.
-fn decode_bytes_proposed<R: Read>(reader: &mut R) -> io::Result<Vec<u8>> {
-    let mut len = [0u8; 8];
-    reader.read_exact(&mut len)?;
-    let len = u64::from_le_bytes(len);
-    let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    reader.take(len).read_to_end(&mut out)?;
-    if u64::try_from(out.len()).unwrap_or(u64::MAX) != len {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(out)
-}
-
-fn bench_bytes_proposed(
+/// The floor of any decode into an owned `Vec<u8>`: allocate, copy, free (`to_vec`).
+fn bench_to_vec(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     len: usize,
 ) {
-    let bytes = encode(&VecField::new(1, len), &VersionMap::new(), 1);
+    let source = benchmarks::SplitMix64::new(7).bytes(len);
     group.bench_function(name, |b| {
-        b.iter(|| keep(decode_bytes_proposed(&mut black_box(bytes.as_slice())).expect("decodes")));
+        b.iter(|| keep(black_box(source.as_slice()).to_vec()))
     });
 }
 
@@ -243,11 +229,11 @@ fn bench_bytes(c: &mut Criterion) {
     bench_memcpy(&mut group, "memcpy_4k", 4096);
     bench_byte_field(&mut group, "vec_u8_4k", &VecField::new(1, 4096));
     bench_byte_field(&mut group, "array_u8_4k", &ArrayField::<4096>::new(1));
-    bench_bytes_proposed(&mut group, "vec_u8_4k_decode_proposed", 4096);
+    bench_to_vec(&mut group, "to_vec_4k", 4096);
     group.throughput(throughput_of(64 * 1024));
     bench_memcpy(&mut group, "memcpy_64k", 64 * 1024);
     bench_byte_field(&mut group, "vec_u8_64k", &VecField::new(1, 64 * 1024));
-    bench_bytes_proposed(&mut group, "vec_u8_64k_decode_proposed", 64 * 1024);
+    bench_to_vec(&mut group, "to_vec_64k", 64 * 1024);
     group.finish();
 }
 
@@ -338,17 +324,172 @@ fn bench_snapshot(c: &mut Criterion) {
     group.finish();
 }
 
-// ---------------------------------------------------------------------------------------
-// TODO(kvm): KVM save/restore benchmarks, to be added once kvm-state's API settles.
-//
-// Group `kvm`, only when `/dev/kvm` opens (print "skipping: /dev/kvm not available" and
-// register nothing otherwise), for a 1-vCPU and a 4-vCPU VM:
-// - `kvm/ioctl_save_{1,4}vcpu`: the raw get_* ioctls that collect the state;
-// - `kvm/serialize_crc_{1,4}vcpu`: `Snapshot::save` of the collected state;
-// - `kvm/ioctl_restore_{1,4}vcpu` and `kvm/load_{1,4}vcpu` for the way back.
-// Target: serialization + CRC / ioctl time ≤ 0.2; add its row to `report::MEASURES` and
-// replace the "not run" KVM row of `report::table`.
-// ---------------------------------------------------------------------------------------
+/// KVM save and restore of a 1-vCPU and a 4-vCPU VM: the ioctls that collect and write the
+/// state, against `Snapshot::save` / `Snapshot::load` of that state (without guest memory).
+#[cfg(target_arch = "x86_64")]
+mod kvm {
+    use std::hint::black_box;
+
+    use criterion::{BatchSize, Criterion, Throughput};
+    use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+    use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+    use kvm_state::microvm::{version_map, MicrovmState, CURRENT_APP_VERSION};
+    use kvm_state::{restore_vcpu, restore_vm, save_vcpu, save_vm, VcpuState};
+    use snapshot::Snapshot;
+
+    use super::keep;
+
+    /// A VM with an in-kernel irqchip and PIT and `n` vCPUs holding the CPUID KVM supports.
+    /// No memory and no guest: the vCPUs never run, which is what `restore_vcpu` expects
+    /// of its target and does not change what the save ioctls read.
+    struct BenchVm {
+        vcpus: Vec<VcpuFd>,
+        vm: VmFd,
+    }
+
+    impl BenchVm {
+        fn new(kvm: &Kvm, n: u64) -> Result<Self, String> {
+            let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
+            // Needed by VMX hosts; the address is far above any guest memory.
+            vm.set_tss_address(0xfffb_d000)
+                .map_err(|e| format!("KVM_SET_TSS_ADDR: {e}"))?;
+            vm.create_irq_chip()
+                .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
+            vm.create_pit2(kvm_pit_config {
+                flags: KVM_PIT_SPEAKER_DUMMY,
+                ..Default::default()
+            })
+            .map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
+            let cpuid = kvm
+                .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+                .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID: {e}"))?;
+            let mut vcpus = Vec::new();
+            for id in 0..n {
+                let vcpu = vm
+                    .create_vcpu(id)
+                    .map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
+                vcpu.set_cpuid2(&cpuid)
+                    .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
+                vcpus.push(vcpu);
+            }
+            Ok(BenchVm { vcpus, vm })
+        }
+
+        /// `save_vm`, then `save_vcpu` for every vCPU: what a VMM does with its vCPUs paused.
+        fn save(&self, msr_indices: &[u32]) -> kvm_state::Result<MicrovmState> {
+            let vm = save_vm(&self.vm)?;
+            let vcpus = self
+                .vcpus
+                .iter()
+                .map(|vcpu| save_vcpu(&self.vm, vcpu, msr_indices))
+                .collect::<kvm_state::Result<Vec<VcpuState>>>()?;
+            Ok(MicrovmState {
+                vm,
+                vcpus,
+                ..Default::default()
+            })
+        }
+
+        /// `restore_vm`, then `restore_vcpu` for every vCPU, in the order `DemoVm` uses.
+        fn restore(&self, state: &MicrovmState) -> kvm_state::Result<()> {
+            restore_vm(&self.vm, &state.vm)?;
+            for (vcpu, saved) in self.vcpus.iter().zip(&state.vcpus) {
+                restore_vcpu(&self.vm, vcpu, saved)?;
+            }
+            Ok(())
+        }
+    }
+
+    /// One source and one target VM of `n` vCPUs, and the state and snapshot bytes of the
+    /// source, or why they could not be made.
+    fn setup(
+        kvm: &Kvm,
+        n: u64,
+        msr_indices: &[u32],
+    ) -> Result<(BenchVm, BenchVm, MicrovmState, Vec<u8>), String> {
+        let source = BenchVm::new(kvm, n)?;
+        let target = BenchVm::new(kvm, n)?;
+        let state = source.save(msr_indices).map_err(|e| e.to_string())?;
+        target.restore(&state).map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        Snapshot::new(version_map(), CURRENT_APP_VERSION)
+            .save(&mut bytes, &state)
+            .map_err(|e| e.to_string())?;
+        let (back, _) =
+            Snapshot::load::<_, MicrovmState>(&mut bytes.as_slice(), bytes.len(), version_map())
+                .map_err(|e| e.to_string())?;
+        if back != state {
+            return Err("the loaded state differs from the saved one".into());
+        }
+        Ok((source, target, state, bytes))
+    }
+
+    pub(super) fn bench(c: &mut Criterion) {
+        let kvm = match Kvm::new() {
+            Ok(kvm) => kvm,
+            Err(e) => {
+                println!("kvm: skipping: /dev/kvm not available ({e})");
+                return;
+            }
+        };
+        let msr_indices = match kvm_state::msr::savable_msr_indices(&kvm) {
+            Ok(indices) => indices,
+            Err(e) => {
+                println!("kvm: skipping: {e}");
+                return;
+            }
+        };
+        let mut vms = Vec::new();
+        for n in [1u64, 4] {
+            match setup(&kvm, n, &msr_indices) {
+                Ok(vm) => vms.push((n, vm)),
+                Err(e) => {
+                    println!("kvm: skipping: {n}-vCPU VM: {e}");
+                    return;
+                }
+            }
+        }
+
+        let mut group = c.benchmark_group("kvm");
+        for (n, (source, target, state, bytes)) in &vms {
+            let map = version_map();
+            let mut snapshot = Snapshot::new(map.clone(), CURRENT_APP_VERSION);
+            let mut out = Vec::with_capacity(2 * bytes.len());
+            group.throughput(Throughput::Bytes(bytes.len() as u64));
+            group.bench_function(format!("ioctl_save_{n}vcpu"), |b| {
+                b.iter(|| keep(source.save(black_box(&msr_indices)).expect("saves")));
+            });
+            group.bench_function(format!("serialize_crc_{n}vcpu"), |b| {
+                b.iter(|| {
+                    out.clear();
+                    snapshot.save(&mut out, black_box(state)).expect("saves");
+                    black_box(out.len())
+                });
+            });
+            group.bench_function(format!("ioctl_restore_{n}vcpu"), |b| {
+                b.iter(|| target.restore(black_box(state)).expect("restores"));
+            });
+            // `load` takes the map by value: its clone is setup, as in `snapshot/load_crc`.
+            group.bench_function(format!("load_{n}vcpu"), |b| {
+                b.iter_batched(
+                    || map.clone(),
+                    |map| {
+                        keep(
+                            Snapshot::load::<_, MicrovmState>(
+                                &mut black_box(bytes.as_slice()),
+                                bytes.len(),
+                                map,
+                            )
+                            .expect("loads"),
+                        );
+                    },
+                    BatchSize::PerIteration,
+                );
+            });
+        }
+        group.finish();
+    }
+}
 
 fn config() -> Criterion {
     // Two shared cores: short, equal windows for every benchmark keep a full run near
@@ -369,6 +510,8 @@ fn benches() {
     bench_bytes(&mut criterion);
     bench_crc(&mut criterion);
     bench_snapshot(&mut criterion);
+    #[cfg(target_arch = "x86_64")]
+    kvm::bench(&mut criterion);
 }
 
 criterion_main!(benches);

@@ -31,15 +31,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kvm_bindings::{
-    kvm_pit_config, kvm_segment, kvm_userspace_memory_region, KVM_EXIT_INTERNAL_ERROR,
-    KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+    kvm_lapic_state, kvm_pit_config, kvm_segment, kvm_userspace_memory_region, kvm_xcrs, CpuId,
+    KVM_EXIT_INTERNAL_ERROR, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
 use crate::error::{KvmStateError, Result};
 use crate::microvm::{DevicesState, MemoryRegionState, MicrovmState};
 use crate::msr::savable_msr_indices;
-use crate::vcpu::{exit_name, pause_vcpu, restore_vcpu, save_vcpu};
+use crate::vcpu::{
+    check_cpuid, exit_name, pause_vcpu, restore_vcpu, save_vcpu, xsave_size, LEGACY_XSAVE_SIZE,
+};
 use crate::vm::{restore_vm, save_vm};
 
 /// Size of guest memory: 2 MiB at guest physical address 0.
@@ -445,19 +447,38 @@ impl DemoVm {
     /// Restores a saved state into this VM, which must not have run: memory, then the
     /// VM-wide state, then the vCPU.
     ///
+    /// Everything that can be checked without KVM is checked first: the vCPU count, the
+    /// CPUID feature flags against what this host offers ([`check_cpuid`]), the sizes of the
+    /// xsave area, LAPIC page and XCRs, and the memory region. A state refused there leaves
+    /// the VM untouched. A state that KVM itself refuses later (`KVM_SET_CPUID2`, an MSR)
+    /// leaves the VM partly restored: discard it (see `docs/SECURITY.md`).
+    ///
     /// # Errors
     ///
-    /// [`KvmStateError::BadLength`] unless the state has exactly one vCPU and one memory
-    /// region, [`KvmStateError::MemoryRegion`], or any error of [`restore_vm`] and
-    /// [`restore_vcpu`].
+    /// [`KvmStateError::VcpuCount`] unless the state has exactly one vCPU,
+    /// [`KvmStateError::CpuidNotOffered`], [`KvmStateError::BadLength`] unless there is
+    /// exactly one memory region and the xsave area, LAPIC page and XCRs have their kernel
+    /// sizes, [`KvmStateError::XsaveTooLarge`], [`KvmStateError::MemoryRegion`], or any error
+    /// of [`restore_vm`] and [`restore_vcpu`].
     pub fn restore_microvm(&mut self, state: &MicrovmState) -> Result<()> {
         let [vcpu] = state.vcpus.as_slice() else {
-            return Err(KvmStateError::BadLength {
-                what: "vcpus",
-                found: state.vcpus.len(),
-                expected: 1,
+            return Err(KvmStateError::VcpuCount {
+                saved: state.vcpus.len(),
+                target: 1,
             });
         };
+        // The vCPU has not run and holds the CPUID this host offers (set in `with_kvm`).
+        let offered = self
+            .vcpu
+            .get_cpuid2(KVM_MAX_CPUID_ENTRIES)
+            .map_err(KvmStateError::ioctl("KVM_GET_CPUID2"))?;
+        check_cpuid(offered.as_slice(), &vcpu.cpuid)?;
+        CpuId::try_from(&vcpu.cpuid)?;
+        vcpu.xsave
+            .to_kvm(xsave_size(&self.vm)?.unwrap_or(LEGACY_XSAVE_SIZE))?;
+        kvm_lapic_state::try_from(&vcpu.lapic)?;
+        kvm_xcrs::try_from(&vcpu.xcrs)?;
+        // Checks the regions before writing any.
         self.restore_memory(&state.memory)?;
         // The irqchips before the vCPU: the vCPU's LAPIC state refers to them.
         restore_vm(&self.vm, &state.vm)?;

@@ -121,6 +121,26 @@ pub enum KvmStateError {
         /// What does not match.
         reason: &'static str,
     },
+    /// The state has another number of vCPUs than the VM it is restored into.
+    #[error("the state has {saved} vcpus, the target vm has {target}")]
+    VcpuCount {
+        /// vCPUs in the saved state.
+        saved: usize,
+        /// vCPUs of the target VM.
+        target: usize,
+    },
+    /// The saved CPUID sets feature bits that this host does not offer to its guests.
+    #[error("cpuid leaf {function:#x} index {index} {register} sets bits {bits:#010x} that this host does not offer")]
+    CpuidNotOffered {
+        /// Leaf (EAX input).
+        function: u32,
+        /// Sub-leaf (ECX input).
+        index: u32,
+        /// Output register holding the bits: `eax`, `ebx`, `ecx` or `edx`.
+        register: &'static str,
+        /// The saved bits the host does not offer.
+        bits: u32,
+    },
     /// The demo guest stopped in a way it never does when all is well.
     #[error("demo guest stopped unexpectedly: {0}")]
     UnexpectedExit(String),

@@ -779,6 +779,77 @@ impl TryFrom<&Cpuid> for CpuId {
     }
 }
 
+/// The CPUID registers that hold feature flags, with the bits KVM changes at run time (they
+/// follow guest control registers, not host support), as `(leaf, sub-leaf, register, dynamic
+/// bits)`.
+const CPUID_FEATURE_REGISTERS: &[(u32, u32, &str, u32)] = &[
+    // OSXSAVE follows CR4.OSXSAVE; APIC follows IA32_APIC_BASE's enable bit.
+    (0x1, 0, "ecx", 1 << 27),
+    (0x1, 0, "edx", 1 << 9),
+    // OSPKE follows CR4.PKE.
+    (0x7, 0, "ebx", 0),
+    (0x7, 0, "ecx", 1 << 4),
+    (0x7, 0, "edx", 0),
+    (0x7, 1, "eax", 0),
+    // The XSAVE components (XCR0 bits) and XSAVE instructions.
+    (0xd, 0, "eax", 0),
+    (0xd, 0, "edx", 0),
+    (0xd, 1, "eax", 0),
+    (0x8000_0001, 0, "ecx", 0),
+    (0x8000_0001, 0, "edx", 0),
+    // KVM paravirtual features.
+    (0x4000_0001, 0, "eax", 0),
+];
+
+fn cpuid_register(entry: &CpuidEntry, register: &str) -> u32 {
+    match register {
+        "eax" => entry.eax,
+        "ebx" => entry.ebx,
+        "ecx" => entry.ecx,
+        _ => entry.edx,
+    }
+}
+
+/// Checks that every feature flag the saved CPUID sets is one the host offers.
+///
+/// `KVM_SET_CPUID2` accepts feature bits the host cannot provide (some kernels keep them and
+/// the guest then faults on the missing instruction, others silently clear them, which changes
+/// the CPU under the running guest), so a restore must check them itself. `offered` is what the
+/// target host gives a guest: `KVM_GET_SUPPORTED_CPUID`, or, more precisely where the kernel
+/// adjusts the table it is given, `KVM_GET_CPUID2` of a vCPU that has not run and was given
+/// `KVM_GET_SUPPORTED_CPUID` (what [`DemoVm`](crate::demo::DemoVm) does). Only the registers
+/// that hold feature flags are compared (leaves 0x1, 0x7, 0xd, 0x8000_0001 and 0x4000_0001),
+/// leaving out the bits that follow guest control registers.
+///
+/// # Errors
+///
+/// [`KvmStateError::CpuidNotOffered`] naming the first leaf, register and bits not offered.
+pub fn check_cpuid(offered: &[kvm_cpuid_entry2], saved: &Cpuid) -> Result<()> {
+    for &(function, index, register, dynamic) in CPUID_FEATURE_REGISTERS {
+        let Some(entry) = saved
+            .entries
+            .iter()
+            .find(|e| e.function == function && e.index == index)
+        else {
+            continue;
+        };
+        let host = offered
+            .iter()
+            .find(|e| e.function == function && e.index == index)
+            .map_or(0, |e| cpuid_register(&CpuidEntry::from(e), register));
+        let bits = cpuid_register(entry, register) & !host & !dynamic;
+        if bits != 0 {
+            return Err(KvmStateError::CpuidNotOffered {
+                function,
+                index,
+                register,
+                bits,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Everything KVM holds for one x86_64 vCPU.
 ///
 /// Field order is the order a snapshot stores them in, not the restore order (see
@@ -1290,6 +1361,65 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn test_check_cpuid_compares_feature_flags_only() {
+        let offered = [
+            kvm_cpuid_entry2 {
+                function: 1,
+                ecx: 0x0000_2001,
+                edx: 0x0000_0011,
+                ..Default::default()
+            },
+            kvm_cpuid_entry2 {
+                function: 7,
+                ebx: 0x8,
+                ..Default::default()
+            },
+        ];
+        let saved = |function, ebx, ecx, edx| Cpuid {
+            entries: vec![CpuidEntry {
+                function,
+                ebx,
+                ecx,
+                edx,
+                ..Default::default()
+            }],
+        };
+        // A subset, plus the bits that follow guest state (OSXSAVE, APIC) and non-feature
+        // registers (leaf 1 EBX), passes.
+        assert!(check_cpuid(&offered, &saved(1, 0xffff_ffff, 0x0800_2000, 0x211)).is_ok());
+        assert!(matches!(
+            check_cpuid(&offered, &saved(1, 0, 0x0000_0003, 0)),
+            Err(KvmStateError::CpuidNotOffered {
+                function: 1,
+                index: 0,
+                register: "ecx",
+                bits: 0x2
+            })
+        ));
+        assert!(matches!(
+            check_cpuid(&offered, &saved(7, 0x18, 0, 0)),
+            Err(KvmStateError::CpuidNotOffered {
+                function: 7,
+                register: "ebx",
+                bits: 0x10,
+                ..
+            })
+        ));
+        // A leaf the host does not have: any feature bit in it is not offered.
+        assert!(matches!(
+            check_cpuid(&offered, &saved(0x8000_0001, 0, 0, 1)),
+            Err(KvmStateError::CpuidNotOffered {
+                function: 0x8000_0001,
+                register: "edx",
+                bits: 1,
+                ..
+            })
+        ));
+        // Leaves outside the feature table are not compared.
+        assert!(check_cpuid(&offered, &saved(0x8000_0008, 0xffff, 0xffff, 0xffff)).is_ok());
     }
 
     #[test]

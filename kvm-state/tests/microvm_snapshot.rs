@@ -240,10 +240,9 @@ fn test_restore_microvm_rejects_mismatched_state() {
     two_vcpus.vcpus.push(state.vcpus[0].clone());
     assert!(matches!(
         DemoVm::new().unwrap().restore_microvm(&two_vcpus),
-        Err(KvmStateError::BadLength {
-            what: "vcpus",
-            found: 2,
-            expected: 1
+        Err(KvmStateError::VcpuCount {
+            saved: 2,
+            target: 1
         })
     ));
 

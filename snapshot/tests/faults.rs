@@ -174,6 +174,10 @@ fn test_faults_writer_failing_at_every_offset() {
         }
     }
     assert_eq!(failures, 3 * expected.len());
+    eprintln!(
+        "writer faults: {failures} failed saves ({} offsets x 3 kinds)",
+        expected.len()
+    );
 }
 
 #[test]
@@ -266,6 +270,10 @@ fn test_faults_atomic_save_failing_at_every_offset_keeps_previous_file() {
         }
     }
     assert_eq!(load(&path).unwrap(), (old.clone(), 2));
+    eprintln!(
+        "atomic save: {} failed file writes, previous file intact",
+        2 * new_len
+    );
 
     // Every byte written, then a failure between the write and the rename (sync or rename
     // itself): still the old file.
@@ -423,6 +431,10 @@ fn test_faults_reader_failing_at_every_position() {
         }
     }
     assert_eq!(checked, 3 * bytes.len());
+    eprintln!(
+        "reader faults: {checked} failed loads ({} positions x 3 read sizes)",
+        bytes.len()
+    );
 }
 
 #[test]
@@ -449,4 +461,27 @@ fn test_faults_reader_interrupted_at_every_position_still_loads() {
             }
         }
     }
+}
+
+/// A VMM that crashed mid-save left `.vm.snap.<pid>.<n>.tmp`; a later process with the same
+/// pid (a VMM running as pid 1 in a fresh container, with the snapshot directory on a
+/// persistent volume) reaches the same `<n>` and its save fails with `AlreadyExists`, because
+/// the temporary name is only the pid and a per-process counter and the file is opened with
+/// `create_new`. The stale files here cover every counter value this test binary can reach.
+#[test]
+#[ignore = "open bug in snapshot/src/file.rs: a stale temporary file with the same pid and counter makes save_to_file fail with AlreadyExists instead of picking another name"]
+fn test_faults_stale_temp_file_of_a_previous_process_with_the_same_pid() {
+    let dir = TempDir::new("same-pid");
+    let path = dir.0.join("vm.snap");
+    for counter in 0..4096 {
+        let stale = dir
+            .0
+            .join(format!(".vm.snap.{}.{counter}.tmp", std::process::id()));
+        std::fs::write(stale, b"torn").unwrap();
+    }
+    let value = state(11);
+    Snapshot::new(map(), 2)
+        .save_to_file(&path, &value)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(load(&path).unwrap(), (value, 2));
 }

@@ -266,3 +266,77 @@ fn test_properties_fuzz_regressions_pass() {
     }
     eprintln!("replayed {replayed} fuzz regression inputs");
 }
+
+/// Writes seed inputs for the fuzz targets to `fuzz/corpus/<target>/` (valid encodings of
+/// every type at every app version, and valid `MicrovmState` snapshots), from which libFuzzer
+/// reaches deep states sooner. Run by hand:
+/// `cargo test -p integration-tests --test properties -- --ignored write_fuzz_seeds`.
+#[test]
+#[ignore = "writes files: run by hand before fuzzing"]
+fn write_fuzz_seeds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let map = oracle::type_map();
+    let pattern: Vec<u8> = (0..=255u8).cycle().skip(3).take(2048).collect();
+    for target in ["decode_types", "roundtrip"] {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        for selector in 0..TYPE_COUNT {
+            for app_version in 1..=map.latest_version() {
+                for (n, seed) in [&pattern[..64], &pattern[..], &pattern[7..900]]
+                    .into_iter()
+                    .enumerate()
+                {
+                    if let Some(bytes) = encode_arbitrary(selector, seed, &map, app_version) {
+                        let name = format!("seed-{selector}-v{app_version}-{n}");
+                        std::fs::write(dir.join(name), input(selector, app_version, &bytes))
+                            .unwrap();
+                    }
+                }
+            }
+        }
+    }
+    let dir = root.join("snapshot_load");
+    std::fs::create_dir_all(&dir).unwrap();
+    let snapshot = small_microvm_snapshot();
+    std::fs::write(dir.join("seed-full"), &snapshot).unwrap();
+    // Without its CRC: the target re-seals it and the decoders see a valid state.
+    std::fs::write(dir.join("seed-body"), &snapshot[..snapshot.len() - 8]).unwrap();
+}
+
+/// Found while writing the allocation properties (not by a crash): the decode budget is
+/// shared by one top-level decode only when the top-level type opens a decode scope. Derived
+/// types, collections, strings and `Box` do; tuples, arrays, `Option`, `Arc` and `Wrapping`
+/// do not, so when one of them is decoded at the top level each of its elements starts a
+/// fresh budget: `(Vec<u8>, Vec<u8>)` under a 1000-byte budget decodes two 600-byte vectors,
+/// and `[Vec<u8>; N]` may allocate N times the budget. Inside a derived type (as every
+/// snapshot state is) the budget holds.
+#[test]
+#[ignore = "open bug in versionize: tuples, arrays, Option, Arc and Wrapping decoded at the top level do not enter a DecodeScope, so each element gets a fresh budget"]
+fn test_properties_budget_spans_top_level_tuples_and_arrays() {
+    use versionize::{Limits, VersionizeError};
+
+    let map = VersionMap::new().with_limits(Limits::default().with_budget(1000));
+    let pair = (vec![7u8; 600], vec![8u8; 600]);
+    let mut bytes = Vec::new();
+    pair.serialize(&mut bytes, &map, 1).unwrap();
+    let err = <(Vec<u8>, Vec<u8>)>::deserialize(&mut bytes.as_slice(), &map, 1).unwrap_err();
+    assert!(
+        matches!(
+            err.root(),
+            VersionizeError::BudgetExceeded { budget: 1000, .. }
+        ),
+        "{err}"
+    );
+
+    let array = [vec![1u8; 600], vec![2u8; 600]];
+    bytes.clear();
+    array.serialize(&mut bytes, &map, 1).unwrap();
+    let err = <[Vec<u8>; 2]>::deserialize(&mut bytes.as_slice(), &map, 1).unwrap_err();
+    assert!(
+        matches!(
+            err.root(),
+            VersionizeError::BudgetExceeded { budget: 1000, .. }
+        ),
+        "{err}"
+    );
+}

@@ -170,10 +170,16 @@ fn test_properties_alloc_nested_claims_reserve_at_most_the_budget() {
         body.len()
     );
     assert!(allocated <= allowance(DEFAULT_BUDGET), "{allocated}");
-    assert!(allocated as u64 > DEFAULT_BUDGET / 2, "the claims are reserved: {allocated}");
+    assert!(
+        allocated as u64 > DEFAULT_BUDGET / 2,
+        "the claims are reserved: {allocated}"
+    );
     let err = Tree::deserialize(&mut body.as_slice(), &map, 1).unwrap_err();
     assert!(
-        matches!(err.root(), versionize::VersionizeError::BudgetExceeded { .. }),
+        matches!(
+            err.root(),
+            versionize::VersionizeError::BudgetExceeded { .. }
+        ),
         "{err}"
     );
 }
