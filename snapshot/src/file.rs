@@ -5,11 +5,14 @@
 //! file and leaves the previous target untouched, so a crash leaves either the old or the
 //! new snapshot, never a torn one.
 
+use std::collections::hash_map::RandomState;
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use versionize::{VersionMap, Versionize};
 
@@ -34,6 +37,12 @@ pub enum SaveStep {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Attempts at a fresh temporary name before giving up.
+const TEMP_ATTEMPTS: u32 = 16;
+
+/// A temporary name next to `target`: `.<name>.<pid>.<random>.tmp`. The random part (from
+/// the standard library's per-process hash keys, the clock and a counter) keeps a stale file
+/// left by a crashed process that had the same pid (pid 1 in containers) from colliding.
 fn temp_path(target: &Path) -> Result<PathBuf> {
     let name = target.file_name().ok_or_else(|| {
         SnapshotError::file(
@@ -42,14 +51,34 @@ fn temp_path(target: &Path) -> Result<PathBuf> {
             io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"),
         )
     })?;
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(TEMP_COUNTER.fetch_add(1, Ordering::Relaxed));
+    if let Ok(now) = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+        hasher.write_u128(now.as_nanos());
+    }
     let mut temp_name = std::ffi::OsString::from(".");
     temp_name.push(name);
     temp_name.push(format!(
-        ".{}.{}.tmp",
+        ".{}.{:016x}.tmp",
         std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        hasher.finish()
     ));
     Ok(target.with_file_name(temp_name))
+}
+
+/// Creates a new temporary file next to `target`, trying other names if one exists.
+fn create_temp(target: &Path) -> Result<(PathBuf, File)> {
+    let mut attempt = 0;
+    loop {
+        let temp = temp_path(target)?;
+        match OpenOptions::new().write(true).create_new(true).open(&temp) {
+            Ok(file) => return Ok((temp, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt + 1 < TEMP_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(e) => return Err(SnapshotError::file("create temporary file", &temp, e)),
+        }
+    }
 }
 
 fn parent_dir(target: &Path) -> &Path {
@@ -66,14 +95,9 @@ pub fn atomic_write_with_faults(
     write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
     fault: &mut dyn FnMut(SaveStep) -> io::Result<()>,
 ) -> Result<()> {
-    let temp = temp_path(target)?;
     fault(SaveStep::CreateTemp)
-        .map_err(|e| SnapshotError::file("create temporary file", &temp, e))?;
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .map_err(|e| SnapshotError::file("create temporary file", &temp, e))?;
+        .map_err(|e| SnapshotError::file("create temporary file", target, e))?;
+    let (temp, file) = create_temp(target)?;
 
     let result = (|| {
         let mut writer = BufWriter::new(file);

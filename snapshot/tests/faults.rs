@@ -463,13 +463,13 @@ fn test_faults_reader_interrupted_at_every_position_still_loads() {
     }
 }
 
-/// A VMM that crashed mid-save left `.vm.snap.<pid>.<n>.tmp`; a later process with the same
-/// pid (a VMM running as pid 1 in a fresh container, with the snapshot directory on a
-/// persistent volume) reaches the same `<n>` and its save fails with `AlreadyExists`, because
-/// the temporary name is only the pid and a per-process counter and the file is opened with
-/// `create_new`. The stale files here cover every counter value this test binary can reach.
+/// Regression: a VMM that crashed mid-save left `.vm.snap.<pid>.<n>.tmp`; a later process
+/// with the same pid (a VMM running as pid 1 in a fresh container, with the snapshot
+/// directory on a persistent volume) reached the same `<n>` and its save failed with
+/// `AlreadyExists`, because the temporary name was only the pid and a per-process counter.
+/// Names now carry a random part and a taken name is retried. The stale files here cover
+/// every counter value this test binary can reach under the old scheme.
 #[test]
-#[ignore = "open bug in snapshot/src/file.rs: a stale temporary file with the same pid and counter makes save_to_file fail with AlreadyExists instead of picking another name"]
 fn test_faults_stale_temp_file_of_a_previous_process_with_the_same_pid() {
     let dir = TempDir::new("same-pid");
     let path = dir.0.join("vm.snap");

@@ -185,6 +185,8 @@ pub trait Versionize {
     where
         Self: Sized,
     {
+        // Several elements: one scope, so that they share the budget of one decode.
+        let _scope = DecodeScope::enter(version_map.limits())?;
         let mut items = Vec::with_capacity(N);
         for _ in 0..N {
             items.push(Self::deserialize(reader, version_map, app_version)?);

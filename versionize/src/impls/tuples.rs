@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 
-use crate::{VersionMap, Versionize, VersionizeResult};
+use crate::{DecodeScope, VersionMap, Versionize, VersionizeResult};
 
 macro_rules! impl_tuple {
     ($($name:ident $index:tt),+) => {
@@ -15,6 +15,8 @@ macro_rules! impl_tuple {
 
             #[inline]
             fn deserialize<R: Read>(reader: &mut R, map: &VersionMap, v: u16) -> VersionizeResult<Self> {
+                // Several elements: one scope, so that they share the budget of one decode.
+                let _scope = DecodeScope::enter(map.limits())?;
                 Ok(($($name::deserialize(reader, map, v)?,)+))
             }
 
