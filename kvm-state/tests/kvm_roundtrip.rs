@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::kvm_available;
+use common::{kvm_available, restore_and_finish, run_reports};
 use kvm_state::demo::{expected_output, DemoExit, DemoVm};
 use kvm_state::{
     pause_vcpu, restore_vcpu, restore_vm, save_vcpu, save_vm, MicrovmState, VcpuState,
@@ -36,24 +36,10 @@ fn test_demo_guest_uninterrupted() {
 fn run_and_snapshot(reports: usize) -> (Vec<u32>, MicrovmState) {
     let mut vm = DemoVm::new().unwrap();
     vm.load_guest().unwrap();
-    let mut out = Vec::new();
-    while out.len() < reports {
-        match vm.run_until_report().unwrap() {
-            DemoExit::Report(v) => out.push(v),
-            DemoExit::Done => panic!("guest finished before {reports} reports"),
-        }
-    }
+    let out = run_reports(&mut vm, reports);
     let saved = vm.save_microvm().unwrap();
     (out, saved)
     // `vm` (and with it the VM and vCPU fds) is dropped here.
-}
-
-/// Restores a snapshot into a brand-new VM and runs it to the end.
-fn restore_and_finish(saved: &MicrovmState) -> kvm_state::Result<Vec<u32>> {
-    let mut vm = DemoVm::new()?;
-    vm.restore_microvm(saved)?;
-    vm.set_timeout(std::time::Duration::from_millis(500));
-    vm.run_to_end()
 }
 
 #[test]

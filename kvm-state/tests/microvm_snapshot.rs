@@ -9,8 +9,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{kvm_available, TempDir};
-use kvm_state::demo::{expected_output, DemoExit, DemoVm};
+use common::{kvm_available, restore_and_finish, run_reports, TempDir};
+use kvm_state::demo::{expected_output, DemoVm};
 use kvm_state::{
     KvmStateError, MicrovmState, VcpuState, APP_VERSION_1, APP_VERSION_2, CURRENT_APP_VERSION,
 };
@@ -32,26 +32,12 @@ fn run_uninterrupted() -> Vec<u32> {
 fn run_and_save(reports: usize, dir: &Path, app_version: u16) -> (Vec<u32>, PathBuf) {
     let mut vm = DemoVm::new().unwrap();
     vm.load_guest().unwrap();
-    let mut out = Vec::new();
-    while out.len() < reports {
-        match vm.run_until_report().unwrap() {
-            DemoExit::Report(v) => out.push(v),
-            DemoExit::Done => panic!("guest finished before {reports} reports"),
-        }
-    }
+    let out = run_reports(&mut vm, reports);
     let state = vm.save_microvm().unwrap();
     drop(vm);
     let path = dir.join(format!("after-{reports}-v{app_version}.snap"));
     state.save_to_file(&path, app_version).unwrap();
     (out, path)
-}
-
-/// Restores a state into a brand-new VM and runs it to the end.
-fn restore_and_finish(state: &MicrovmState) -> kvm_state::Result<Vec<u32>> {
-    let mut vm = DemoVm::new()?;
-    vm.restore_microvm(state)?;
-    vm.set_timeout(std::time::Duration::from_millis(500));
-    vm.run_to_end()
 }
 
 #[test]
