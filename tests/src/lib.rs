@@ -37,6 +37,10 @@ use versionize::{VersionMap, Versionize, VersionizeResult};
 #[doc = include_str!("../../docs/VERSIONING.md")]
 pub mod versioning_cookbook {}
 
+/// The repository README, whose Rust examples run as doctests.
+#[doc = include_str!("../../README.md")]
+pub mod readme {}
+
 /// The bytes of `value` written at `app_version`.
 ///
 /// # Panics
