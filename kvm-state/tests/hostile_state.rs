@@ -32,7 +32,8 @@ use versionize::limits::DEFAULT_BUDGET;
 #[global_allocator]
 static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
 
-/// The allocator counts for the whole process: measured sections run one at a time.
+/// The allocator counts for the whole process: every test of this binary holds this lock, so
+/// no test allocates while another measures.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Bytes of the header the sweep flips every bit of: magic (8) and data version (2).
@@ -295,6 +296,7 @@ impl Outcomes {
 
 #[test]
 fn test_hostile_state_realistic_snapshot_loads() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let state = realistic_state();
     let bytes = snapshot();
     assert_eq!(load(&bytes).unwrap(), (state, CURRENT_APP_VERSION));
@@ -338,6 +340,7 @@ fn test_hostile_state_every_truncation_is_rejected() {
 
 #[test]
 fn test_hostile_state_every_header_and_crc_bit_flip_is_rejected() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let bytes = snapshot();
     let positions = (0..HEADER_LEN).chain(bytes.len() - CRC_LEN..bytes.len());
     let mut rejected = 0;

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use cap::Cap;
 use proptest::prelude::*;
+use proptest::test_runner::{TestCaseError, TestRunner};
 use versionize::limits::DEFAULT_BUDGET;
 use versionize::{Limits, VersionMap, Versionize};
 
@@ -79,16 +80,24 @@ fn hostile_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(chunk, 0..32).prop_map(|chunks| chunks.concat())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 128,
+/// Runs `property` on `cases` generated bodies while holding [`SERIAL`] for the whole run:
+/// generation allocates too, and the allocator counts every thread, so no other measured
+/// test may generate while this one measures.
+fn run_serialized(cases: u32, property: impl Fn(Vec<u8>) -> Result<(), TestCaseError>) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases,
         failure_persistence: None,
         ..ProptestConfig::default()
-    })]
+    });
+    if let Err(failure) = runner.run(&hostile_bytes(), property) {
+        panic!("{failure}");
+    }
+}
 
-    #[test]
-    fn test_properties_alloc_decode_stays_within_budget(body in hostile_bytes()) {
-        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+#[test]
+fn test_properties_alloc_decode_stays_within_budget() {
+    run_serialized(128, |body| {
         let small = oracle::type_map().with_limits(Limits::default().with_budget(SMALL_BUDGET));
         let default = oracle::type_map();
         for selector in 0..TYPE_COUNT {
@@ -111,24 +120,18 @@ proptest! {
                 );
             }
         }
-    }
+        Ok(())
+    });
 }
 
 #[cfg(target_arch = "x86_64")]
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 128,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+#[test]
+fn test_properties_alloc_microvm_snapshot_stays_within_budget() {
+    use kvm_state::{version_map, MicrovmState};
+    use snapshot::Snapshot;
+    use versionize::crc::crc64;
 
-    #[test]
-    fn test_properties_alloc_microvm_snapshot_stays_within_budget(body in hostile_bytes()) {
-        use kvm_state::{version_map, MicrovmState};
-        use snapshot::Snapshot;
-        use versionize::crc::crc64;
-
-        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    run_serialized(128, |body| {
         // A valid magic and data version, then the hostile state, sealed with its CRC so that
         // the bytes reach the decoders.
         let mut data = Vec::new();
@@ -137,7 +140,8 @@ proptest! {
         data.extend_from_slice(&body);
         data.extend_from_slice(&crc64(&data).to_le_bytes());
         let before = ALLOCATOR.total_allocated();
-        let result = Snapshot::load::<_, MicrovmState>(&mut data.as_slice(), data.len(), version_map());
+        let result =
+            Snapshot::load::<_, MicrovmState>(&mut data.as_slice(), data.len(), version_map());
         let allocated = ALLOCATOR.total_allocated() - before;
         drop(result);
         // The loader holds the file (read in growing steps), the decoder its budget.
@@ -146,7 +150,8 @@ proptest! {
             "{allocated} bytes for a {}-byte snapshot",
             data.len()
         );
-    }
+        Ok(())
+    });
 }
 
 /// The worst case the budget allows: nested collections that each claim a length they are

@@ -14,7 +14,8 @@ use versionize::{DecodeScope, Limits, VersionMap, Versionize, VersionizeError, V
 #[global_allocator]
 static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
 
-/// The allocator counts for the whole process: run the measured sections one at a time.
+/// The allocator counts for the whole process: every test of this binary holds this lock, so
+/// no test allocates while another measures.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// A 20-byte input: a length prefix followed by 12 bytes of data.
@@ -165,6 +166,7 @@ fn test_limits_budget_spans_the_whole_top_level_decode() {
 
 #[test]
 fn test_limits_string_and_collection_caps() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let map = VersionMap::new().with_limits(
         Limits::default()
             .with_max_string_len(4)
@@ -218,6 +220,7 @@ impl Versionize for Chain {
 
 #[test]
 fn test_limits_nesting_depth_is_bounded() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // 100,000 levels of `Some(Box(...))`: without a depth limit this overflows the stack.
     let input = vec![1u8; 100_000];
     let map = VersionMap::new();
