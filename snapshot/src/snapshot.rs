@@ -1,9 +1,9 @@
 //! Saving and loading a versioned state object in the snapshot container.
 
-use std::fmt::{self, Debug};
-use std::io::{Read, Write};
+use std::fmt::Debug;
+use std::io::{BufWriter, Read, Write};
 
-use versionize::crc::{crc64, CRC64Reader};
+use versionize::crc::{CRC64Reader, CRC64Writer};
 use versionize::{VersionMap, Versionize};
 
 use crate::magic::{build_magic_id, get_format_version};
@@ -85,26 +85,15 @@ impl LoadOptions {
 /// let (pit, data_version) = Snapshot::load::<_, Pit>(&mut file.as_slice(), file.len(), map).unwrap();
 /// assert_eq!((pit, data_version), (Pit { count: 7, mode: 0 }, 1));
 /// ```
+#[derive(Debug)]
 pub struct Snapshot {
     hdr: SnapshotHdr,
     version_map: VersionMap,
     target_version: u16,
-    /// The encoding of the last save, kept to reuse its allocation.
-    buffer: Vec<u8>,
 }
 
-impl Debug for Snapshot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Snapshot")
-            .field("hdr", &self.hdr)
-            .field("version_map", &self.version_map)
-            .field("target_version", &self.target_version)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Largest encode buffer a `Snapshot` keeps between saves.
-const MAX_KEPT_BUFFER: usize = 16 * 1024 * 1024;
+/// Bytes the encoder's writes are gathered into before they are checksummed and written.
+const STAGING_BYTES: usize = 64 * 1024;
 
 impl Snapshot {
     /// A snapshot writer for state at app version `target_version` of `version_map`.
@@ -114,7 +103,6 @@ impl Snapshot {
             hdr: SnapshotHdr::default(),
             version_map,
             target_version,
-            buffer: Vec::new(),
         }
     }
 
@@ -237,10 +225,10 @@ impl Snapshot {
 
     /// Saves `object` with a trailing CRC-64.
     ///
-    /// The snapshot is encoded into a buffer kept by this `Snapshot` (reused by later saves),
-    /// checksummed in one pass and written with one `write_all`: nothing reaches `writer`
-    /// when encoding fails, and the checksum costs one pass over the bytes instead of a
-    /// little bookkeeping on every field.
+    /// The encoder's many small writes are gathered in a 64 KiB staging buffer before they
+    /// reach the checksum and `writer`, so the CRC is taken over large blocks (and large
+    /// fields, such as guest memory, pass straight through) instead of a little
+    /// bookkeeping on every field, and no second copy of a large state is made.
     ///
     /// # Errors
     /// [`SnapshotError::InvalidDataVersion`] for a target version outside the map, writer
@@ -250,20 +238,16 @@ impl Snapshot {
         writer: &mut W,
         object: &O,
     ) -> Result<()> {
-        let mut buffer = std::mem::take(&mut self.buffer);
-        buffer.clear();
-        let result = self.save_without_crc(&mut buffer, object).and_then(|()| {
-            let checksum = crc64(&buffer);
-            buffer.extend_from_slice(&checksum.to_le_bytes());
-            writer.write_all(&buffer)?;
-            writer.flush()?;
-            Ok(())
-        });
-        // Keep the allocation for the next save, but not an outsized one.
-        if buffer.capacity() <= MAX_KEPT_BUFFER {
-            self.buffer = buffer;
+        let mut crc_writer = CRC64Writer::new(writer);
+        {
+            let mut staged = BufWriter::with_capacity(STAGING_BYTES, &mut crc_writer);
+            self.save_without_crc(&mut staged, object)?;
+            staged.flush()?;
         }
-        result
+        let checksum = crc_writer.checksum();
+        crc_writer.write_all(&checksum.to_le_bytes())?;
+        crc_writer.flush()?;
+        Ok(())
     }
 
     /// Saves `object` without a CRC.
