@@ -169,14 +169,6 @@ impl VersionMap {
         self.limits = limits;
         self
     }
-
-    /// Every type mapped by this map, with its version at each app version `1..=latest`.
-    pub fn mappings(&self) -> impl Iterator<Item = (TypeId, Vec<u16>)> + '_ {
-        self.types.keys().map(move |id| {
-            let versions = (1..=self.latest).map(|v| self.lookup(v, *id)).collect();
-            (*id, versions)
-        })
-    }
 }
 
 #[cfg(test)]
