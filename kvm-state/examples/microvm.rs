@@ -1,9 +1,10 @@
 //! Snapshot a running microVM to a file and resume it in a fresh VM.
 //!
 //! Boots the demo guest (64-bit long mode, values in XMM registers, `IA32_KERNEL_GS_BASE`,
-//! LAPIC timer interrupts; see `kvm_state::demo`), runs it uninterrupted once for reference,
-//! then runs it again, stops it mid-run at an I/O exit, pauses it, saves the complete
-//! `MicrovmState` (VM, vCPU, guest memory) to a snapshot file, destroys the VM, loads the
+//! LAPIC timer interrupts, a 16550 UART with pending input; see `kvm_state::demo`), runs it
+//! uninterrupted once for reference, then runs it again, stops it mid-run at an I/O exit,
+//! pauses it, saves the complete `MicrovmState` (VM, vCPU, UART, guest memory) to a snapshot
+//! file, destroys the VM, loads the
 //! file, restores it into a fresh VM and lets it finish. Prints both outputs, the snapshot
 //! size and where the time went; exits non-zero when the outputs differ or `/dev/kvm` is
 //! missing.
@@ -25,8 +26,8 @@ mod run {
 
     use kvm_state::demo::{DemoExit, DemoVm, MEM_SIZE};
     use kvm_state::{
-        pause_vcpu, restore_vcpu, restore_vm, save_vcpu, save_vm, version_map, DevicesState,
-        KvmStateError, MicrovmState, CURRENT_APP_VERSION,
+        pause_vcpu, restore_vcpu, restore_vm, save_vcpu, save_vm, version_map, KvmStateError,
+        MicrovmState, CURRENT_APP_VERSION,
     };
 
     /// Command line options.
@@ -124,7 +125,9 @@ mod run {
     }
 
     fn run(options: &Options) -> Result<bool, KvmStateError> {
-        println!("demo guest: long mode, XMM registers, IA32_KERNEL_GS_BASE, LAPIC timer");
+        println!(
+            "demo guest: long mode, XMM registers, IA32_KERNEL_GS_BASE, LAPIC timer, 16550 UART"
+        );
 
         // 1. Reference: the guest uninterrupted.
         let t = Instant::now();
@@ -149,19 +152,21 @@ mod run {
             }
         }
 
-        // 3. Save. KVM: complete the pending `out` (immediate_exit), then read VM and vCPU.
+        // 3. Save. KVM: complete the pending `out` (immediate_exit), then read VM and vCPU;
+        // then the emulated UART, and guest memory.
         let t = Instant::now();
         pause_vcpu(source.vcpu_mut())?;
         let vm_state = save_vm(source.vm())?;
         let vcpu_state = save_vcpu(source.vm(), source.vcpu(), source.msr_indices())?;
         let save_kvm = t.elapsed();
+        let devices = source.devices_state();
         let t = Instant::now();
         let memory = source.memory_region();
         let save_memory = t.elapsed();
         let state = MicrovmState {
             vm: vm_state,
             vcpus: vec![vcpu_state],
-            devices: DevicesState::default(),
+            devices,
             memory: vec![memory],
         };
         // Encode + CRC in memory alone, to split serialization from the file write.
@@ -192,7 +197,7 @@ mod run {
             path.display()
         );
         println!(
-            "  size: {file_len} bytes ({} of guest memory, {} of VM and vCPU state and framing)",
+            "  size: {file_len} bytes ({} of guest memory, {} of VM, vCPU and device state and framing)",
             MEM_SIZE,
             file_len.saturating_sub(MEM_SIZE as u64)
         );
@@ -204,6 +209,14 @@ mod run {
             (vcpu.xsave.region.len() + vcpu.xsave.extra.len()) * 4,
             vcpu.tsc_khz
         );
+        for uart in &state.devices.serial {
+            println!(
+                "  uart: scratch {:#04x}, {} input bytes pending {:?}",
+                uart.scratch,
+                uart.in_buffer.len(),
+                String::from_utf8_lossy(&uart.in_buffer)
+            );
+        }
         drop(state);
 
         // 4. Restore into a fresh VM.
@@ -240,6 +253,7 @@ mod run {
         };
         restore_vcpu(target.vm(), target.vcpu(), vcpu_state)?;
         let restore_kvm = t.elapsed();
+        target.restore_devices(&loaded.devices)?;
         let after = target.run_to_end()?;
 
         println!("save:");

@@ -9,13 +9,21 @@
 //! 1. reports [`START_MARKER`];
 //! 2. loads 16 bytes each into `xmm0` and `xmm9` (`movdqu`), wipes their source in memory,
 //!    reports 1;
-//! 3. writes `IA32_KERNEL_GS_BASE` (an MSR only KVM's MSR list carries), reports 2;
+//! 3. writes [`SCRATCH_VALUE`] to the UART scratch register and `IA32_KERNEL_GS_BASE` (an
+//!    MSR only KVM's MSR list carries), reports 2;
 //! 4. enables the LAPIC, starts its periodic timer (vector 0x20, whose handler counts ticks
 //!    in memory and EOIs), `sti`, and `hlt`s until 5 ticks have happened, reports 3;
 //! 5. reports `xmm0` and `xmm9` (stored to memory with `movdqu`, four words each) and the
 //!    MSR (low, high word);
 //! 6. `hlt`s until 10 ticks have happened, reports 5;
-//! 7. `cli`, reports [`DONE_MARKER`] to [`DONE_PORT`] and halts.
+//! 7. `cli`, reports the UART scratch register, then reads the UART input that is pending
+//!    (polling the line status register's data-ready bit, at most 8 bytes) and reports how
+//!    many bytes it read and the bytes themselves, packed little-endian into two words;
+//! 8. reports [`DONE_MARKER`] to [`DONE_PORT`] and halts.
+//!
+//! The VM has one emulated device, a minimal 16550 UART at COM1 ([`COM1_BASE`]), whose state
+//! is a [`SerialState`]. [`DemoVm::load_guest`] queues [`SERIAL_INPUT`] on it, so the input
+//! is still pending at every snapshot point before phase 7.
 //!
 //! The output is deterministic: the guest waits for a fixed number of ticks and never
 //! reports how many happened. It uses only instructions that KVM's instruction emulator
@@ -36,6 +44,7 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
+use crate::device::serial::SerialState;
 use crate::error::{KvmStateError, Result};
 use crate::microvm::{DevicesState, MemoryRegionState, MicrovmState};
 use crate::msr::savable_msr_indices;
@@ -62,6 +71,12 @@ pub const KERNEL_GS_BASE_VALUE: u64 = 0x0000_7654_89ab_cdef;
 pub const XMM0_VALUE: [u32; 4] = [0x89ab_cdef, 0x0123_4567, 0x7654_3210, 0xfedc_ba98];
 /// The 16 bytes the guest loads into `xmm9`, as four little-endian words.
 pub const XMM9_VALUE: [u32; 4] = [0x1111_2222, 0x3333_4444, 0x5555_6666, 0x7777_8888];
+/// First I/O port of the emulated 16550 UART (COM1); it has eight registers.
+pub const COM1_BASE: u16 = 0x3f8;
+/// Value the guest writes to the UART scratch register (and reports back later).
+pub const SCRATCH_VALUE: u8 = 0xa5;
+/// Bytes [`DemoVm::load_guest`] queues as UART input (at most 8, the most the guest reads).
+pub const SERIAL_INPUT: &[u8] = b"serial";
 /// Default limit on how long one run call may take before it fails.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -78,12 +93,13 @@ const CODE: u64 = 0x8000;
 const TICKS: u64 = 0x1_0000;
 const XMM0_DATA: u64 = 0x1_0010;
 const XMM9_DATA: u64 = 0x1_0020;
+const UART_DATA: u64 = 0x1_0060;
 const STACK_TOP: u64 = 0x2_0000;
 const LAPIC_BASE: u64 = 0xfee0_0000;
 
 // Offsets of the handlers inside `GUEST_CODE`.
-const TIMER_HANDLER: u64 = 0x132;
-const SPURIOUS_HANDLER: u64 = 0x148;
+const TIMER_HANDLER: u64 = 0x178;
+const SPURIOUS_HANDLER: u64 = 0x18e;
 const TIMER_VECTOR: usize = 0x20;
 const SPURIOUS_VECTOR: usize = 0xff;
 
@@ -102,77 +118,106 @@ const GUEST_CODE: &[u8] = &[
     0x48, 0xc7, 0x04, 0x25, 0x28, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, // 03e: mov qword 0x10028,0x0
     0xb8, 0x01, 0x00, 0x00, 0x00,                    // 04a: mov eax,0x1
     0xe7, 0x10,                                      // 04f: out 0x10,eax
-    // --- phase 3: write IA32_KERNEL_GS_BASE, clear the registers that held the value
-    0xb9, 0x02, 0x01, 0x00, 0xc0,                    // 051: mov ecx,0xc0000102
-    0xb8, 0xef, 0xcd, 0xab, 0x89,                    // 056: mov eax,0x89abcdef
-    0xba, 0x54, 0x76, 0x00, 0x00,                    // 05b: mov edx,0x7654
-    0x0f, 0x30,                                      // 060: wrmsr
-    0x31, 0xc0,                                      // 062: xor eax,eax
-    0x31, 0xd2,                                      // 064: xor edx,edx
-    0xb8, 0x02, 0x00, 0x00, 0x00,                    // 066: mov eax,0x2
-    0xe7, 0x10,                                      // 06b: out 0x10,eax
+    // --- phase 3: write the UART scratch register and IA32_KERNEL_GS_BASE, clear the
+    // registers that held the MSR value
+    0x66, 0xba, 0xff, 0x03,                          // 051: mov dx,0x3ff (COM1 SCR)
+    0xb0, 0xa5,                                      // 055: mov al,0xa5
+    0xee,                                            // 057: out dx,al
+    0xb9, 0x02, 0x01, 0x00, 0xc0,                    // 058: mov ecx,0xc0000102
+    0xb8, 0xef, 0xcd, 0xab, 0x89,                    // 05d: mov eax,0x89abcdef
+    0xba, 0x54, 0x76, 0x00, 0x00,                    // 062: mov edx,0x7654
+    0x0f, 0x30,                                      // 067: wrmsr
+    0x31, 0xc0,                                      // 069: xor eax,eax
+    0x31, 0xd2,                                      // 06b: xor edx,edx
+    0xb8, 0x02, 0x00, 0x00, 0x00,                    // 06d: mov eax,0x2
+    0xe7, 0x10,                                      // 072: out 0x10,eax
     // --- phase 4: LAPIC timer every 100 us (vector 0x20), wait for 5 ticks
-    0xbb, 0x00, 0x00, 0xe0, 0xfe,                    // 06d: mov ebx,0xfee00000 (LAPIC base)
-    0xc7, 0x83, 0xf0, 0x00, 0x00, 0x00, 0xff, 0x01, 0x00, 0x00, // 072: mov dword [rbx+0xf0],0x1ff (SVR: enable, spurious vector 0xff)
-    0xc7, 0x83, 0xe0, 0x03, 0x00, 0x00, 0x0b, 0x00, 0x00, 0x00, // 07c: mov dword [rbx+0x3e0],0xb (divide by 1)
-    0xc7, 0x83, 0x20, 0x03, 0x00, 0x00, 0x20, 0x00, 0x02, 0x00, // 086: mov dword [rbx+0x320],0x20020 (LVT timer: periodic, vector 0x20)
-    0xc7, 0x83, 0x80, 0x03, 0x00, 0x00, 0xa0, 0x86, 0x01, 0x00, // 090: mov dword [rbx+0x380],0x186a0 (initial count 100000)
-    0xfb,                                            // 09a: sti
+    0xbb, 0x00, 0x00, 0xe0, 0xfe,                    // 074: mov ebx,0xfee00000 (LAPIC base)
+    0xc7, 0x83, 0xf0, 0x00, 0x00, 0x00, 0xff, 0x01, 0x00, 0x00, // 079: mov dword [rbx+0xf0],0x1ff (SVR: enable, spurious vector 0xff)
+    0xc7, 0x83, 0xe0, 0x03, 0x00, 0x00, 0x0b, 0x00, 0x00, 0x00, // 083: mov dword [rbx+0x3e0],0xb (divide by 1)
+    0xc7, 0x83, 0x20, 0x03, 0x00, 0x00, 0x20, 0x00, 0x02, 0x00, // 08d: mov dword [rbx+0x320],0x20020 (LVT timer: periodic, vector 0x20)
+    0xc7, 0x83, 0x80, 0x03, 0x00, 0x00, 0xa0, 0x86, 0x01, 0x00, // 097: mov dword [rbx+0x380],0x186a0 (initial count 100000)
+    0xfb,                                            // 0a1: sti
     // wait1:
-    0xf4,                                            // 09b: hlt
-    0x83, 0x3c, 0x25, 0x00, 0x00, 0x01, 0x00, 0x05,  // 09c: cmp dword 0x10000,0x5 (tick counter)
-    0x72, 0xf5,                                      // 0a4: jb 9b <wait1>
-    0xb8, 0x03, 0x00, 0x00, 0x00,                    // 0a6: mov eax,0x3
-    0xe7, 0x10,                                      // 0ab: out 0x10,eax
+    0xf4,                                            // 0a2: hlt
+    0x83, 0x3c, 0x25, 0x00, 0x00, 0x01, 0x00, 0x05,  // 0a3: cmp dword 0x10000,0x5 (tick counter)
+    0x72, 0xf5,                                      // 0ab: jb a2 <wait1>
+    0xb8, 0x03, 0x00, 0x00, 0x00,                    // 0ad: mov eax,0x3
+    0xe7, 0x10,                                      // 0b2: out 0x10,eax
     // --- phase 5: report xmm0, xmm9 (through memory) and the MSR
-    0xf3, 0x0f, 0x7f, 0x04, 0x25, 0x40, 0x00, 0x01, 0x00, // 0ad: movdqu 0x10040,xmm0
-    0xf3, 0x44, 0x0f, 0x7f, 0x0c, 0x25, 0x50, 0x00, 0x01, 0x00, // 0b6: movdqu 0x10050,xmm9
-    0x8b, 0x04, 0x25, 0x40, 0x00, 0x01, 0x00,        // 0c0: mov eax,dword 0x10040
-    0xe7, 0x10,                                      // 0c7: out 0x10,eax
-    0x8b, 0x04, 0x25, 0x44, 0x00, 0x01, 0x00,        // 0c9: mov eax,dword 0x10044
-    0xe7, 0x10,                                      // 0d0: out 0x10,eax
-    0x8b, 0x04, 0x25, 0x48, 0x00, 0x01, 0x00,        // 0d2: mov eax,dword 0x10048
-    0xe7, 0x10,                                      // 0d9: out 0x10,eax
-    0x8b, 0x04, 0x25, 0x4c, 0x00, 0x01, 0x00,        // 0db: mov eax,dword 0x1004c
-    0xe7, 0x10,                                      // 0e2: out 0x10,eax
-    0x8b, 0x04, 0x25, 0x50, 0x00, 0x01, 0x00,        // 0e4: mov eax,dword 0x10050
-    0xe7, 0x10,                                      // 0eb: out 0x10,eax
-    0x8b, 0x04, 0x25, 0x54, 0x00, 0x01, 0x00,        // 0ed: mov eax,dword 0x10054
-    0xe7, 0x10,                                      // 0f4: out 0x10,eax
-    0x8b, 0x04, 0x25, 0x58, 0x00, 0x01, 0x00,        // 0f6: mov eax,dword 0x10058
-    0xe7, 0x10,                                      // 0fd: out 0x10,eax
-    0x8b, 0x04, 0x25, 0x5c, 0x00, 0x01, 0x00,        // 0ff: mov eax,dword 0x1005c
-    0xe7, 0x10,                                      // 106: out 0x10,eax
-    0xb9, 0x02, 0x01, 0x00, 0xc0,                    // 108: mov ecx,0xc0000102
-    0x0f, 0x32,                                      // 10d: rdmsr
-    0xe7, 0x10,                                      // 10f: out 0x10,eax
-    0x89, 0xd0,                                      // 111: mov eax,edx
-    0xe7, 0x10,                                      // 113: out 0x10,eax
+    0xf3, 0x0f, 0x7f, 0x04, 0x25, 0x40, 0x00, 0x01, 0x00, // 0b4: movdqu 0x10040,xmm0
+    0xf3, 0x44, 0x0f, 0x7f, 0x0c, 0x25, 0x50, 0x00, 0x01, 0x00, // 0bd: movdqu 0x10050,xmm9
+    0x8b, 0x04, 0x25, 0x40, 0x00, 0x01, 0x00,        // 0c7: mov eax,dword 0x10040
+    0xe7, 0x10,                                      // 0ce: out 0x10,eax
+    0x8b, 0x04, 0x25, 0x44, 0x00, 0x01, 0x00,        // 0d0: mov eax,dword 0x10044
+    0xe7, 0x10,                                      // 0d7: out 0x10,eax
+    0x8b, 0x04, 0x25, 0x48, 0x00, 0x01, 0x00,        // 0d9: mov eax,dword 0x10048
+    0xe7, 0x10,                                      // 0e0: out 0x10,eax
+    0x8b, 0x04, 0x25, 0x4c, 0x00, 0x01, 0x00,        // 0e2: mov eax,dword 0x1004c
+    0xe7, 0x10,                                      // 0e9: out 0x10,eax
+    0x8b, 0x04, 0x25, 0x50, 0x00, 0x01, 0x00,        // 0eb: mov eax,dword 0x10050
+    0xe7, 0x10,                                      // 0f2: out 0x10,eax
+    0x8b, 0x04, 0x25, 0x54, 0x00, 0x01, 0x00,        // 0f4: mov eax,dword 0x10054
+    0xe7, 0x10,                                      // 0fb: out 0x10,eax
+    0x8b, 0x04, 0x25, 0x58, 0x00, 0x01, 0x00,        // 0fd: mov eax,dword 0x10058
+    0xe7, 0x10,                                      // 104: out 0x10,eax
+    0x8b, 0x04, 0x25, 0x5c, 0x00, 0x01, 0x00,        // 106: mov eax,dword 0x1005c
+    0xe7, 0x10,                                      // 10d: out 0x10,eax
+    0xb9, 0x02, 0x01, 0x00, 0xc0,                    // 10f: mov ecx,0xc0000102
+    0x0f, 0x32,                                      // 114: rdmsr
+    0xe7, 0x10,                                      // 116: out 0x10,eax
+    0x89, 0xd0,                                      // 118: mov eax,edx
+    0xe7, 0x10,                                      // 11a: out 0x10,eax
     // --- phase 6: wait until 10 ticks in all
     // wait2:
-    0xf4,                                            // 115: hlt
-    0x83, 0x3c, 0x25, 0x00, 0x00, 0x01, 0x00, 0x0a,  // 116: cmp dword 0x10000,0xa
-    0x72, 0xf5,                                      // 11e: jb 115 <wait2>
-    0xb8, 0x05, 0x00, 0x00, 0x00,                    // 120: mov eax,0x5
-    0xe7, 0x10,                                      // 125: out 0x10,eax
-    // --- phase 7: done
-    0xfa,                                            // 127: cli
-    0xb8, 0x44, 0x4f, 0x4e, 0x45,                    // 128: mov eax,0x454e4f44
-    0xe7, 0x12,                                      // 12d: out 0x12,eax
+    0xf4,                                            // 11c: hlt
+    0x83, 0x3c, 0x25, 0x00, 0x00, 0x01, 0x00, 0x0a,  // 11d: cmp dword 0x10000,0xa
+    0x72, 0xf5,                                      // 125: jb 11c <wait2>
+    0xb8, 0x05, 0x00, 0x00, 0x00,                    // 127: mov eax,0x5
+    0xe7, 0x10,                                      // 12c: out 0x10,eax
+    // --- phase 7: report the UART scratch register and the pending UART input
+    0xfa,                                            // 12e: cli
+    0x66, 0xba, 0xff, 0x03,                          // 12f: mov dx,0x3ff (COM1 SCR)
+    0xec,                                            // 133: in al,dx
+    0x0f, 0xb6, 0xc0,                                // 134: movzx eax,al
+    0xe7, 0x10,                                      // 137: out 0x10,eax
+    0x31, 0xc9,                                      // 139: xor ecx,ecx (bytes read)
+    // rx:
+    0x83, 0xf9, 0x08,                                // 13b: cmp ecx,0x8
+    0x73, 0x18,                                      // 13e: jae 158 <rxdone>
+    0x66, 0xba, 0xfd, 0x03,                          // 140: mov dx,0x3fd (COM1 LSR)
+    0xec,                                            // 144: in al,dx
+    0xa8, 0x01,                                      // 145: test al,0x1 (data ready)
+    0x74, 0x0f,                                      // 147: je 158 <rxdone>
+    0x66, 0xba, 0xf8, 0x03,                          // 149: mov dx,0x3f8 (COM1 RBR)
+    0xec,                                            // 14d: in al,dx
+    0x88, 0x81, 0x60, 0x00, 0x01, 0x00,              // 14e: mov byte [rcx+0x10060],al
+    0xff, 0xc1,                                      // 154: inc ecx
+    0xeb, 0xe3,                                      // 156: jmp 13b <rx>
+    // rxdone:
+    0x89, 0xc8,                                      // 158: mov eax,ecx
+    0xe7, 0x10,                                      // 15a: out 0x10,eax
+    0x8b, 0x04, 0x25, 0x60, 0x00, 0x01, 0x00,        // 15c: mov eax,dword 0x10060
+    0xe7, 0x10,                                      // 163: out 0x10,eax
+    0x8b, 0x04, 0x25, 0x64, 0x00, 0x01, 0x00,        // 165: mov eax,dword 0x10064
+    0xe7, 0x10,                                      // 16c: out 0x10,eax
+    // --- phase 8: done
+    0xb8, 0x44, 0x4f, 0x4e, 0x45,                    // 16e: mov eax,0x454e4f44
+    0xe7, 0x12,                                      // 173: out 0x12,eax
     // done:
-    0xf4,                                            // 12f: hlt
-    0xeb, 0xfd,                                      // 130: jmp 12f <done>
+    0xf4,                                            // 175: hlt
+    0xeb, 0xfd,                                      // 176: jmp 175 <done>
     // --- LAPIC timer handler (vector 0x20): count the tick, EOI
     // timer:
-    0x50,                                            // 132: push rax
-    0xff, 0x04, 0x25, 0x00, 0x00, 0x01, 0x00,        // 133: inc dword 0x10000
-    0xb8, 0xb0, 0x00, 0xe0, 0xfe,                    // 13a: mov eax,0xfee000b0 (LAPIC EOI register)
-    0xc7, 0x00, 0x00, 0x00, 0x00, 0x00,              // 13f: mov dword [rax],0x0
-    0x58,                                            // 145: pop rax
-    0x48, 0xcf,                                      // 146: iretq
+    0x50,                                            // 178: push rax
+    0xff, 0x04, 0x25, 0x00, 0x00, 0x01, 0x00,        // 179: inc dword 0x10000
+    0xb8, 0xb0, 0x00, 0xe0, 0xfe,                    // 180: mov eax,0xfee000b0 (LAPIC EOI register)
+    0xc7, 0x00, 0x00, 0x00, 0x00, 0x00,              // 185: mov dword [rax],0x0
+    0x58,                                            // 18b: pop rax
+    0x48, 0xcf,                                      // 18c: iretq
     // --- spurious interrupt handler (vector 0xff)
     // spurious:
-    0x48, 0xcf,                                      // 148: iretq
+    0x48, 0xcf,                                      // 18e: iretq
 ];
 
 /// The values an uninterrupted run of the guest reports to [`REPORT_PORT`], in order.
@@ -183,7 +228,128 @@ pub fn expected_output() -> Vec<u32> {
     out.push(KERNEL_GS_BASE_VALUE as u32);
     out.push((KERNEL_GS_BASE_VALUE >> 32) as u32);
     out.push(5);
+    out.push(u32::from(SCRATCH_VALUE));
+    let n = SERIAL_INPUT.len().min(8);
+    out.push(n as u32);
+    let mut bytes = [0u8; 8];
+    bytes[..n].copy_from_slice(&SERIAL_INPUT[..n]);
+    out.push(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+    out.push(u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]));
     out
+}
+
+// 16550 UART register offsets from `COM1_BASE` and bits.
+const UART_RBR_THR_DLL: u16 = 0;
+const UART_IER_DLM: u16 = 1;
+const UART_IIR_FCR: u16 = 2;
+const UART_LCR: u16 = 3;
+const UART_MCR: u16 = 4;
+const UART_LSR: u16 = 5;
+const UART_MSR: u16 = 6;
+const UART_SCR: u16 = 7;
+const LCR_DLAB: u8 = 0x80;
+const LSR_DATA_READY: u8 = 0x01;
+const LSR_THR_EMPTY_IDLE: u8 = 0x60;
+
+/// A minimal 16550 UART: registers and pending input kept in a [`SerialState`], no
+/// interrupts, transmitted bytes dropped.
+#[derive(Debug)]
+struct Uart {
+    state: SerialState,
+}
+
+impl Uart {
+    /// The state after reset (the register values of `vm_superio::Serial::new`).
+    fn power_on_state() -> SerialState {
+        SerialState {
+            baud_divisor_low: 0x0c,
+            baud_divisor_high: 0,
+            interrupt_enable: 0,
+            interrupt_identification: 0x01, // no interrupt pending
+            line_control: 0x03,             // 8 data bits
+            line_status: LSR_THR_EMPTY_IDLE,
+            modem_control: 0x08, // OUT2
+            modem_status: 0xb0,  // DCD, DSR, CTS
+            scratch: 0,
+            in_buffer: Vec::new(),
+        }
+    }
+
+    fn new() -> Self {
+        Uart {
+            state: Self::power_on_state(),
+        }
+    }
+
+    fn dlab(&self) -> bool {
+        self.state.line_control & LCR_DLAB != 0
+    }
+
+    /// Keeps the data-ready bit of the saved line status in step with the input buffer.
+    fn update_data_ready(&mut self) {
+        if self.state.in_buffer.is_empty() {
+            self.state.line_status &= !LSR_DATA_READY;
+        } else {
+            self.state.line_status |= LSR_DATA_READY;
+        }
+    }
+
+    fn enqueue(&mut self, bytes: &[u8]) {
+        self.state.in_buffer.extend_from_slice(bytes);
+        self.update_data_ready();
+    }
+
+    /// The value the guest reads from register `offset` (0..=7).
+    fn read(&mut self, offset: u16) -> u8 {
+        match offset {
+            UART_RBR_THR_DLL if self.dlab() => self.state.baud_divisor_low,
+            UART_RBR_THR_DLL => {
+                let byte = if self.state.in_buffer.is_empty() {
+                    0
+                } else {
+                    self.state.in_buffer.remove(0)
+                };
+                self.update_data_ready();
+                byte
+            }
+            UART_IER_DLM if self.dlab() => self.state.baud_divisor_high,
+            UART_IER_DLM => self.state.interrupt_enable,
+            UART_IIR_FCR => self.state.interrupt_identification,
+            UART_LCR => self.state.line_control,
+            UART_MCR => self.state.modem_control,
+            UART_LSR => {
+                let ready = if self.state.in_buffer.is_empty() {
+                    0
+                } else {
+                    LSR_DATA_READY
+                };
+                (self.state.line_status & !LSR_DATA_READY) | LSR_THR_EMPTY_IDLE | ready
+            }
+            UART_MSR => self.state.modem_status,
+            UART_SCR => self.state.scratch,
+            _ => 0xff,
+        }
+    }
+
+    /// The guest writes `value` to register `offset` (0..=7).
+    fn write(&mut self, offset: u16, value: u8) {
+        match offset {
+            UART_RBR_THR_DLL if self.dlab() => self.state.baud_divisor_low = value,
+            UART_RBR_THR_DLL => {} // transmitted: nobody listens
+            UART_IER_DLM if self.dlab() => self.state.baud_divisor_high = value,
+            UART_IER_DLM => self.state.interrupt_enable = value & 0x0f,
+            UART_LCR => self.state.line_control = value,
+            UART_MCR => self.state.modem_control = value,
+            UART_SCR => self.state.scratch = value,
+            // FCR, and the read-only LSR and MSR.
+            _ => {}
+        }
+    }
+}
+
+/// The UART register offset of `port`, if it is one of COM1's.
+fn com1_offset(port: u16) -> Option<u16> {
+    port.checked_sub(COM1_BASE).filter(|&o| o <= UART_SCR)
 }
 
 /// The exception stub for `vector`: report `0xdead0000 | vector` to [`FAULT_PORT`], halt.
@@ -275,6 +441,7 @@ pub struct DemoVm {
     vm: VmFd,
     msr_indices: Vec<u32>,
     memory: GuestMemory,
+    uart: Uart,
     timeout: Duration,
 }
 
@@ -283,6 +450,7 @@ impl std::fmt::Debug for DemoVm {
         f.debug_struct("DemoVm")
             .field("mem_size", &self.memory.size)
             .field("msr_indices", &self.msr_indices)
+            .field("uart", &self.uart)
             .finish_non_exhaustive()
     }
 }
@@ -347,6 +515,7 @@ impl DemoVm {
             vm,
             msr_indices,
             memory,
+            uart: Uart::new(),
             timeout: DEFAULT_TIMEOUT,
         })
     }
@@ -426,8 +595,51 @@ impl DemoVm {
         Ok(())
     }
 
+    /// Queues bytes the UART has received; the guest reads them from its receive buffer.
+    pub fn queue_serial_input(&mut self, bytes: &[u8]) {
+        self.uart.enqueue(bytes);
+    }
+
+    /// The state of the emulated UART.
+    pub fn serial_state(&self) -> &SerialState {
+        &self.uart.state
+    }
+
+    /// The state of the emulated devices: the UART.
+    pub fn devices_state(&self) -> DevicesState {
+        DevicesState {
+            serial: vec![self.uart.state.clone()],
+            ..Default::default()
+        }
+    }
+
+    /// Restores the emulated devices: the UART gets the saved state, or its power-on state
+    /// when the state has no UART (a VM saved without devices).
+    ///
+    /// # Errors
+    ///
+    /// [`KvmStateError::BadLength`] if the state has more than one UART.
+    pub fn restore_devices(&mut self, devices: &DevicesState) -> Result<()> {
+        self.uart.state = Self::check_devices(devices)?
+            .cloned()
+            .unwrap_or_else(Uart::power_on_state);
+        Ok(())
+    }
+
+    fn check_devices(devices: &DevicesState) -> Result<Option<&SerialState>> {
+        match devices.serial.as_slice() {
+            [] => Ok(None),
+            [serial] => Ok(Some(serial)),
+            more => Err(KvmStateError::BadLength {
+                what: "serial devices",
+                found: more.len(),
+                expected: 1,
+            }),
+        }
+    }
+
     /// Pauses the vCPU (see [`pause_vcpu`]) and saves the complete state of the VM: VM-wide
-    /// state, the vCPU, and guest memory. The demo VM has no emulated devices.
+    /// state, the vCPU, the UART, and guest memory.
     ///
     /// # Errors
     ///
@@ -439,15 +651,16 @@ impl DemoVm {
         Ok(MicrovmState {
             vm,
             vcpus: vec![vcpu],
-            devices: DevicesState::default(),
+            devices: self.devices_state(),
             memory: vec![self.memory_region()],
         })
     }
 
     /// Restores a saved state into this VM, which must not have run: memory, then the
-    /// VM-wide state, then the vCPU.
+    /// VM-wide state, then the vCPU, then the UART (see [`DemoVm::restore_devices`]).
     ///
     /// Everything that can be checked without KVM is checked first: the vCPU count, the
+    /// number of UARTs, the
     /// CPUID feature flags against what this host offers ([`check_cpuid`]), the sizes of the
     /// xsave area, LAPIC page and XCRs, and the memory region. A state refused there leaves
     /// the VM untouched. A state that KVM itself refuses later (`KVM_SET_CPUID2`, an MSR)
@@ -457,8 +670,8 @@ impl DemoVm {
     ///
     /// [`KvmStateError::VcpuCount`] unless the state has exactly one vCPU,
     /// [`KvmStateError::CpuidNotOffered`], [`KvmStateError::BadLength`] unless there is
-    /// exactly one memory region and the xsave area, LAPIC page and XCRs have their kernel
-    /// sizes, [`KvmStateError::XsaveTooLarge`], [`KvmStateError::MemoryRegion`], or any error
+    /// exactly one memory region and at most one UART and the xsave area, LAPIC page and
+    /// XCRs have their kernel sizes, [`KvmStateError::XsaveTooLarge`], [`KvmStateError::MemoryRegion`], or any error
     /// of [`restore_vm`] and [`restore_vcpu`].
     pub fn restore_microvm(&mut self, state: &MicrovmState) -> Result<()> {
         let [vcpu] = state.vcpus.as_slice() else {
@@ -467,6 +680,7 @@ impl DemoVm {
                 target: 1,
             });
         };
+        Self::check_devices(&state.devices)?;
         // The vCPU has not run and holds the CPUID this host offers (set in `with_kvm`).
         let offered = self
             .vcpu
@@ -483,11 +697,11 @@ impl DemoVm {
         // The irqchips before the vCPU: the vCPU's LAPIC state refers to them.
         restore_vm(&self.vm, &state.vm)?;
         restore_vcpu(&self.vm, &self.vcpu, vcpu)?;
-        Ok(())
+        self.restore_devices(&state.devices)
     }
 
-    /// Writes the guest (code, page tables, GDT, IDT, data) into memory and points the vCPU
-    /// at it in 64-bit long mode.
+    /// Writes the guest (code, page tables, GDT, IDT, data) into memory, points the vCPU at
+    /// it in 64-bit long mode, and resets the UART with [`SERIAL_INPUT`] queued.
     ///
     /// # Errors
     ///
@@ -525,6 +739,9 @@ impl DemoVm {
 
         self.write_memory(CODE, GUEST_CODE)?;
         self.write_memory(TICKS, &0u32.to_le_bytes())?;
+        self.write_memory(UART_DATA, &[0u8; 8])?;
+        self.uart = Uart::new();
+        self.uart.enqueue(SERIAL_INPUT);
         for (addr, words) in [(XMM0_DATA, XMM0_VALUE), (XMM9_DATA, XMM9_VALUE)] {
             let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
             self.write_memory(addr, &bytes)?;
@@ -597,7 +814,8 @@ impl DemoVm {
         self.write_memory(offset, &value.to_le_bytes())
     }
 
-    /// Runs the vCPU until the guest reports a value or finishes.
+    /// Runs the vCPU until the guest reports a value or finishes, emulating the UART's
+    /// port I/O on the way.
     ///
     /// # Errors
     ///
@@ -608,6 +826,24 @@ impl DemoVm {
         let watchdog = Watchdog::start(self.timeout);
         loop {
             let outcome = match self.vcpu.run() {
+                Ok(VcpuExit::IoIn(port, data)) => {
+                    let mut result = Ok(None);
+                    for (i, byte) in (0u16..).zip(data.iter_mut()) {
+                        match com1_offset(port.wrapping_add(i)) {
+                            Some(offset) => *byte = self.uart.read(offset),
+                            None => result = Err(format!("guest read port {port:#x}")),
+                        }
+                    }
+                    result
+                }
+                Ok(VcpuExit::IoOut(port, data)) if com1_offset(port).is_some() => {
+                    for (i, &byte) in (0u16..).zip(data.iter()) {
+                        if let Some(offset) = com1_offset(port.wrapping_add(i)) {
+                            self.uart.write(offset, byte);
+                        }
+                    }
+                    Ok(None)
+                }
                 Ok(VcpuExit::IoOut(port, data)) => {
                     let mut word = [0u8; 4];
                     let n = data.len().min(4);
@@ -741,5 +977,52 @@ impl Drop for Watchdog {
             t.thread().unpark();
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_uart_registers() {
+        let mut uart = Uart::new();
+        // No input: data ready clear, transmitter empty.
+        assert_eq!(uart.read(UART_LSR), 0x60);
+        uart.enqueue(b"ab");
+        assert_eq!(uart.state.line_status & LSR_DATA_READY, LSR_DATA_READY);
+        assert_eq!(uart.read(UART_LSR), 0x61);
+        assert_eq!(uart.read(UART_RBR_THR_DLL), b'a');
+        assert_eq!(uart.read(UART_RBR_THR_DLL), b'b');
+        assert_eq!(uart.read(UART_LSR), 0x60);
+        assert_eq!(uart.state.line_status & LSR_DATA_READY, 0);
+        assert_eq!(uart.read(UART_RBR_THR_DLL), 0);
+        // Scratch, divisor latch behind DLAB, transmitted bytes dropped.
+        uart.write(UART_SCR, 0x5a);
+        assert_eq!(uart.read(UART_SCR), 0x5a);
+        uart.write(UART_LCR, LCR_DLAB | 0x03);
+        uart.write(UART_RBR_THR_DLL, 0x01);
+        uart.write(UART_IER_DLM, 0x02);
+        uart.write(UART_LCR, 0x03);
+        uart.write(UART_RBR_THR_DLL, b'x');
+        uart.write(UART_IER_DLM, 0xff);
+        assert_eq!(
+            (uart.state.baud_divisor_low, uart.state.baud_divisor_high),
+            (0x01, 0x02)
+        );
+        assert_eq!(uart.read(UART_IER_DLM), 0x0f);
+        assert!(uart.state.in_buffer.is_empty());
+        assert_eq!(com1_offset(0x3f7), None);
+        assert_eq!(com1_offset(0x3ff), Some(UART_SCR));
+        assert_eq!(com1_offset(0x400), None);
+    }
+
+    #[test]
+    fn test_expected_output_has_the_uart_reports() {
+        let out = expected_output();
+        assert_eq!(
+            &out[out.len() - 4..],
+            &[0xa5, 6, u32::from_le_bytes(*b"seri"), 0x6c61]
+        );
     }
 }

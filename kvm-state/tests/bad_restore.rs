@@ -40,6 +40,30 @@ fn assert_vm_still_usable(mut vm: DemoVm, state: &MicrovmState) {
 }
 
 #[test]
+fn test_bad_restore_serial_count_mismatch() {
+    if !kvm_available() {
+        return;
+    }
+    let state = saved_state();
+    let mut vm = DemoVm::new().unwrap();
+    let mut other = state.clone();
+    other.devices.serial = vec![state.devices.serial[0].clone(); 2];
+    let err = vm.restore_microvm(&other).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KvmStateError::BadLength {
+                what: "serial devices",
+                found: 2,
+                expected: 1
+            }
+        ),
+        "{err}"
+    );
+    assert_vm_still_usable(vm, &state);
+}
+
+#[test]
 fn test_bad_restore_vcpu_count_mismatch() {
     if !kvm_available() {
         return;

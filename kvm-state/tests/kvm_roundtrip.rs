@@ -81,8 +81,8 @@ fn test_snapshot_without_pause() {
     let saved = MicrovmState {
         vcpus: vec![save_vcpu(vm.vm(), vm.vcpu(), vm.msr_indices()).unwrap()],
         vm: save_vm(vm.vm()).unwrap(),
+        devices: vm.devices_state(),
         memory: vec![vm.memory_region()],
-        ..Default::default()
     };
     drop(vm);
     let rest = restore_and_finish(&saved).unwrap();

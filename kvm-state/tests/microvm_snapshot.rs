@@ -10,13 +10,15 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{kvm_available, restore_and_finish, run_reports, TempDir};
-use kvm_state::demo::{expected_output, DemoVm};
+use kvm_state::demo::{expected_output, DemoVm, SCRATCH_VALUE, SERIAL_INPUT};
 use kvm_state::{
-    KvmStateError, MicrovmState, VcpuState, APP_VERSION_1, APP_VERSION_2, CURRENT_APP_VERSION,
+    DevicesState, KvmStateError, MicrovmState, SerialState, VcpuState, APP_VERSION_1,
+    APP_VERSION_2, CURRENT_APP_VERSION,
 };
 
 /// Values reported before the snapshot: the guest has its XMM registers loaded, the MSR
-/// written and the LAPIC timer running, and has reported none of them yet.
+/// and the UART scratch register written and the LAPIC timer running, UART input is
+/// pending, and it has reported none of them yet.
 const MID_RUN: usize = 4;
 
 /// Runs a fresh guest to the end without a snapshot.
@@ -197,6 +199,48 @@ fn test_output_depends_on_lapic() {
         matches!(err, KvmStateError::UnexpectedExit(ref m) if m.starts_with("no report")),
         "{err}"
     );
+}
+
+#[test]
+fn test_output_depends_on_serial_state() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = TempDir::new("serial");
+    let (_, path) = run_and_save(MID_RUN, dir.path(), CURRENT_APP_VERSION);
+    let (state, _) = MicrovmState::load_file(&path).unwrap();
+    let expected = &expected_output()[MID_RUN..];
+    // At the snapshot the guest has written the scratch register and the input is pending.
+    let [serial] = state.devices.serial.as_slice() else {
+        panic!("expected one UART, got {:?}", state.devices.serial);
+    };
+    assert_eq!(serial.scratch, SCRATCH_VALUE);
+    assert_eq!(serial.in_buffer, SERIAL_INPUT);
+    assert_eq!(restore_and_finish(&state).unwrap(), expected);
+
+    // The last four reports come from the UART: scratch, byte count, two words of bytes.
+    let uart_reports = expected.len() - 4;
+    for tampered in [
+        // Devices not saved: the UART comes up in its power-on state.
+        MicrovmState {
+            devices: DevicesState::default(),
+            ..state.clone()
+        },
+        // A UART with all-zero registers and no input.
+        MicrovmState {
+            devices: DevicesState {
+                serial: vec![SerialState::default()],
+                ..Default::default()
+            },
+            ..state.clone()
+        },
+    ] {
+        let rest = restore_and_finish(&tampered).unwrap();
+        assert_ne!(rest, expected);
+        // The scratch register reads back as 0 and no input arrives; the rest is right.
+        assert_eq!(&rest[uart_reports..], &[0, 0, 0, 0]);
+        assert_eq!(&rest[..uart_reports], &expected[..uart_reports]);
+    }
 }
 
 #[test]
