@@ -16,6 +16,40 @@ fn write_len<W: Write>(writer: &mut W, len: usize) -> VersionizeResult<()> {
     Ok(())
 }
 
+/// Writes a `u64` count, then every entry with `write_entry`.
+#[inline]
+fn write_counted<W: Write, I: IntoIterator>(
+    writer: &mut W,
+    len: usize,
+    entries: I,
+    mut write_entry: impl FnMut(&mut W, I::Item) -> VersionizeResult<()>,
+) -> VersionizeResult<()> {
+    write_len(writer, len)?;
+    for entry in entries {
+        write_entry(writer, entry)?;
+    }
+    Ok(())
+}
+
+/// Reads a `u64` count, checked against the limits with each entry charged
+/// `size_of::<E>()` before anything is reserved, then that many entries into the collection
+/// `new` makes from a capacity hint.
+#[inline]
+fn read_counted<R: Read, E, C: Extend<E>>(
+    reader: &mut R,
+    map: &VersionMap,
+    new: impl FnOnce(usize) -> C,
+    mut read_entry: impl FnMut(&mut R) -> VersionizeResult<E>,
+) -> VersionizeResult<C> {
+    let scope = DecodeScope::enter(map.limits())?;
+    let len = scope.read_collection_len(reader, map.limits(), size_of::<E>())?;
+    let mut out = new(initial_capacity::<E>(len));
+    for _ in 0..len {
+        out.extend(Some(read_entry(reader)?));
+    }
+    Ok(out)
+}
+
 impl<T: Versionize> Versionize for Vec<T> {
     #[inline]
     fn serialize<W: Write>(
@@ -104,24 +138,24 @@ impl<K: Versionize + Ord, V: Versionize> Versionize for BTreeMap<K, V> {
         map: &VersionMap,
         v: u16,
     ) -> VersionizeResult<()> {
-        write_len(writer, self.len())?;
-        for (key, value) in self {
+        write_counted(writer, self.len(), self, |writer, (key, value)| {
             key.serialize(writer, map, v)?;
-            value.serialize(writer, map, v)?;
-        }
-        Ok(())
+            value.serialize(writer, map, v)
+        })
     }
 
     fn deserialize<R: Read>(reader: &mut R, map: &VersionMap, v: u16) -> VersionizeResult<Self> {
-        let scope = DecodeScope::enter(map.limits())?;
-        let len = scope.read_collection_len(reader, map.limits(), size_of::<(K, V)>())?;
-        let mut out = BTreeMap::new();
-        for _ in 0..len {
-            let key = K::deserialize(reader, map, v)?;
-            let value = V::deserialize(reader, map, v)?;
-            out.insert(key, value);
-        }
-        Ok(out)
+        read_counted(
+            reader,
+            map,
+            |_| BTreeMap::new(),
+            |reader| {
+                Ok((
+                    K::deserialize(reader, map, v)?,
+                    V::deserialize(reader, map, v)?,
+                ))
+            },
+        )
     }
 
     fn version() -> u16 {
@@ -141,21 +175,18 @@ impl<T: Versionize + Ord> Versionize for BTreeSet<T> {
         map: &VersionMap,
         v: u16,
     ) -> VersionizeResult<()> {
-        write_len(writer, self.len())?;
-        for item in self {
-            item.serialize(writer, map, v)?;
-        }
-        Ok(())
+        write_counted(writer, self.len(), self, |writer, item| {
+            item.serialize(writer, map, v)
+        })
     }
 
     fn deserialize<R: Read>(reader: &mut R, map: &VersionMap, v: u16) -> VersionizeResult<Self> {
-        let scope = DecodeScope::enter(map.limits())?;
-        let len = scope.read_collection_len(reader, map.limits(), size_of::<T>())?;
-        let mut out = BTreeSet::new();
-        for _ in 0..len {
-            out.insert(T::deserialize(reader, map, v)?);
-        }
-        Ok(out)
+        read_counted(
+            reader,
+            map,
+            |_| BTreeSet::new(),
+            |reader| T::deserialize(reader, map, v),
+        )
     }
 
     fn version() -> u16 {
@@ -179,25 +210,20 @@ where
         map: &VersionMap,
         v: u16,
     ) -> VersionizeResult<()> {
-        write_len(writer, self.len())?;
-        for (key, value) in self {
+        write_counted(writer, self.len(), self, |writer, (key, value)| {
             key.serialize(writer, map, v)?;
-            value.serialize(writer, map, v)?;
-        }
-        Ok(())
+            value.serialize(writer, map, v)
+        })
     }
 
     fn deserialize<R: Read>(reader: &mut R, map: &VersionMap, v: u16) -> VersionizeResult<Self> {
-        let scope = DecodeScope::enter(map.limits())?;
-        let len = scope.read_collection_len(reader, map.limits(), size_of::<(K, V)>())?;
-        let mut out =
-            HashMap::with_capacity_and_hasher(initial_capacity::<(K, V)>(len), S::default());
-        for _ in 0..len {
-            let key = K::deserialize(reader, map, v)?;
-            let value = V::deserialize(reader, map, v)?;
-            out.insert(key, value);
-        }
-        Ok(out)
+        let new = |capacity| HashMap::with_capacity_and_hasher(capacity, S::default());
+        read_counted(reader, map, new, |reader| {
+            Ok((
+                K::deserialize(reader, map, v)?,
+                V::deserialize(reader, map, v)?,
+            ))
+        })
     }
 
     fn version() -> u16 {
@@ -221,21 +247,14 @@ where
         map: &VersionMap,
         v: u16,
     ) -> VersionizeResult<()> {
-        write_len(writer, self.len())?;
-        for item in self {
-            item.serialize(writer, map, v)?;
-        }
-        Ok(())
+        write_counted(writer, self.len(), self, |writer, item| {
+            item.serialize(writer, map, v)
+        })
     }
 
     fn deserialize<R: Read>(reader: &mut R, map: &VersionMap, v: u16) -> VersionizeResult<Self> {
-        let scope = DecodeScope::enter(map.limits())?;
-        let len = scope.read_collection_len(reader, map.limits(), size_of::<T>())?;
-        let mut out = HashSet::with_capacity_and_hasher(initial_capacity::<T>(len), S::default());
-        for _ in 0..len {
-            out.insert(T::deserialize(reader, map, v)?);
-        }
-        Ok(out)
+        let new = |capacity| HashSet::with_capacity_and_hasher(capacity, S::default());
+        read_counted(reader, map, new, |reader| T::deserialize(reader, map, v))
     }
 
     fn version() -> u16 {
