@@ -1,17 +1,19 @@
-//! Schemas: what each type looks like on the wire at an app version, exported as JSON, and a
-//! checker that compares two builds' exports.
+//! Schemas: what each type looks like on the wire at an app version, exported as JSON, and
+//! the guard that keeps released app versions readable.
 //!
-//! `#[derive(Versionize)]` describes each type: its name, its type version at the app version
-//! being described, and its fields (name, type, `start`/`end`) or variants (index, fields).
-//! Built-in types are named by their layout (`Vec<u64>`, `[u8; 16]`, `Option<String>`).
-//! [`export`] walks every type reachable from a root at one app version.
+//! `#[derive(Versionize)]` describes each type: its full path (`my_vmm::net::Config`, with
+//! generic arguments: `my_vmm::net::Ring<my_vmm::net::RxDesc>`), its type version at the app
+//! version being described, its newest version, and its fields (name, type, `start`/`end`)
+//! or variants (index, fields). Built-in types are named by their layout (`Vec<u64>`,
+//! `[u8; 16]`, `Option<String>`). [`export`] walks every type reachable from a root at one
+//! app version, through the fields and variants written at that version.
 //!
 //! [`compare`] reports, by type and field path, every difference between an old export and
-//! a new one of the same app version that would make one build misread the other's bytes:
-//! a field added, removed, retyped or moved without a version change, a variant removed or
-//! renumbered, a type version lowered, or an app version mapped to another type version.
-//! [`check_schema_dir`] runs it against committed files, one per released app version, and
-//! is meant to be called from a VMM's own tests so that a forgotten version bump fails CI.
+//! a new one of the same app version that would make one build misread the other's bytes.
+//! [`SchemaGuard`] is the whole workflow of a VMM's guard test: it checks the committed file
+//! of every app version (`v1.json`, `v2.json`, ...), checks that the newest app version maps
+//! every reachable type to its newest version ([`check_latest`]), and writes the file of a
+//! new app version when asked to, never one that exists.
 //!
 //! # Example
 //! ```
@@ -26,36 +28,52 @@
 //! let map = VersionMap::new();
 //! let released = export::<Pit>(&map, 1).unwrap();
 //! let json = released.to_json();
+//! assert!(json.contains("\"rust_out::Pit\""));
 //!
 //! // Later the same build must still produce the released schema.
 //! let reread = versionize::schema::Schema::from_json(&json).unwrap();
 //! assert!(compare(&reread, &export::<Pit>(&map, 1).unwrap()).is_empty());
 //! ```
 
+mod compare;
+mod guard;
+mod names;
+
 use std::any::TypeId;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{VersionMap, Versionize, VersionizeError, VersionizeResult};
+use crate::{VersionMap, Versionize, VersionizeResult};
+
+pub use self::compare::{compare, Difference, Renames};
+pub use self::guard::{check_latest, BehindType, Finding, SchemaCheckError, SchemaGuard};
+
+/// The version of the schema file format that this build writes and reads.
+///
+/// Format 1 (no `format` field) keyed types by their bare name, so that two types of the
+/// same name in different modules shared one entry; format 2 keys them by full path and
+/// describes only what is reachable through the fields written at the app version.
+pub const SCHEMA_FORMAT: u32 = 2;
 
 /// The schema of one app version: every type reachable from the root.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schema {
+    /// The schema file format ([`SCHEMA_FORMAT`]).
+    pub format: u32,
     /// The app (data) version described.
     pub app_version: u16,
     /// The name of the root type.
     pub root: String,
-    /// Every derived (or hand-written) type reachable from the root, by name.
+    /// Every derived (or hand-written) type reachable from the root through the fields and
+    /// variants written at this app version, by full name.
     pub types: BTreeMap<String, TypeSchema>,
 }
 
 /// One type at one app version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypeSchema {
-    /// The type's name (with generic arguments).
+    /// The type's full name (module path, then generic arguments).
     pub name: String,
     /// The type version that the app version maps to.
     pub version: u16,
@@ -88,7 +106,8 @@ pub enum TypeKind {
 pub struct FieldSchema {
     /// The field name (`"0"`, `"1"`... for tuple fields).
     pub name: String,
-    /// The field's type, by name: a built-in layout or a key of [`Schema::types`].
+    /// The field's type, by name: a built-in layout that may mention keys of
+    /// [`Schema::types`], or such a key.
     pub ty: String,
     /// First type version with the field.
     pub start: u16,
@@ -154,6 +173,25 @@ impl VariantSchema {
     }
 }
 
+impl TypeSchema {
+    /// The types of the fields written at this type version, in order.
+    fn present_field_types(&self) -> Vec<&str> {
+        match &self.kind {
+            TypeKind::Struct { fields } => fields
+                .iter()
+                .filter(|f| f.present)
+                .map(|f| f.ty.as_str())
+                .collect(),
+            TypeKind::Enum { variants } => variants
+                .iter()
+                .filter(|v| v.present)
+                .flat_map(|v| v.fields.iter().map(|f| f.ty.as_str()))
+                .collect(),
+            TypeKind::Opaque => Vec::new(),
+        }
+    }
+}
+
 /// Collects type descriptions while walking a type graph at one app version.
 #[derive(Debug)]
 pub struct SchemaBuilder<'a> {
@@ -167,7 +205,8 @@ impl<'a> SchemaBuilder<'a> {
     /// A builder for `app_version` of `map`.
     ///
     /// # Errors
-    /// [`VersionizeError::InvalidAppVersion`] when the map has no such app version.
+    /// [`VersionizeError::InvalidAppVersion`](crate::VersionizeError::InvalidAppVersion)
+    /// when the map has no such app version.
     pub fn new(map: &'a VersionMap, app_version: u16) -> VersionizeResult<Self> {
         map.try_type_version(app_version, TypeId::of::<()>())?;
         Ok(SchemaBuilder {
@@ -237,13 +276,31 @@ impl<'a> SchemaBuilder<'a> {
         name.to_owned()
     }
 
-    /// The finished schema with `root` as its root type.
+    /// The finished schema with `root` as its root type: the described types that the
+    /// root reaches through fields and variants written at this app version. A type met
+    /// only through a field that this app version does not write (`start` above its type
+    /// version, or retired by `end`) is not on its wire, so it is not part of its schema.
     #[must_use]
     pub fn into_schema(self, root: String) -> Schema {
+        let mut reachable = BTreeSet::new();
+        let mut queue: Vec<&str> = names::mentioned(&root, &self.types);
+        while let Some(name) = queue.pop() {
+            if !reachable.insert(name.to_owned()) {
+                continue;
+            }
+            if let Some(schema) = self.types.get(name) {
+                for ty in schema.present_field_types() {
+                    queue.extend(names::mentioned(ty, &self.types));
+                }
+            }
+        }
+        let mut types = self.types;
+        types.retain(|name, _| reachable.contains(name));
         Schema {
+            format: SCHEMA_FORMAT,
             app_version: self.app_version,
             root,
-            types: self.types,
+            types,
         }
     }
 }
@@ -251,7 +308,8 @@ impl<'a> SchemaBuilder<'a> {
 /// The schema of `app_version` of `map`, from root type `T`.
 ///
 /// # Errors
-/// [`VersionizeError::InvalidAppVersion`] when the map has no such app version.
+/// [`VersionizeError::InvalidAppVersion`](crate::VersionizeError::InvalidAppVersion) when
+/// the map has no such app version.
 pub fn export<T: Versionize + 'static>(
     map: &VersionMap,
     app_version: u16,
@@ -271,399 +329,26 @@ impl Schema {
         json
     }
 
-    /// Parses a JSON export.
+    /// Parses a JSON export of schema format [`SCHEMA_FORMAT`].
     ///
     /// # Errors
-    /// A JSON syntax or shape error, as text.
+    /// A JSON syntax or shape error, or another schema format, as text.
     pub fn from_json(json: &str) -> Result<Schema, String> {
-        serde_json::from_str(json).map_err(|e| e.to_string())
-    }
-}
-
-/// One difference between two schemas that breaks compatibility.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Difference {
-    /// Where: `Type`, `Type.field`, `Type::Variant` or `Type::Variant.field`.
-    pub path: String,
-    /// What changed and what to do about it.
-    pub message: String,
-}
-
-impl fmt::Display for Difference {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
-fn present_fields(fields: &[FieldSchema]) -> Vec<&FieldSchema> {
-    fields.iter().filter(|f| f.present).collect()
-}
-
-/// Compares the fields present in an old and a new description of the same type version.
-fn compare_fields(path: &str, old: &[FieldSchema], new: &[FieldSchema], out: &mut Vec<Difference>) {
-    let old_present = present_fields(old);
-    let new_present = present_fields(new);
-    let old_by_name: BTreeMap<&str, &FieldSchema> =
-        old_present.iter().map(|f| (f.name.as_str(), *f)).collect();
-    let new_by_name: BTreeMap<&str, &FieldSchema> =
-        new_present.iter().map(|f| (f.name.as_str(), *f)).collect();
-    for field in &old_present {
-        match new_by_name.get(field.name.as_str()) {
-            None => out.push(Difference {
-                path: format!("{path}.{}", field.name),
-                message: format!(
-                    "field of type {} removed without a version change (keep it with `end = <new version>` instead)",
-                    field.ty
-                ),
-            }),
-            Some(new_field) if new_field.ty != field.ty => out.push(Difference {
-                path: format!("{path}.{}", field.name),
-                message: format!(
-                    "type changed from {} to {} without a version change (add a new field with `start` and retire this one with `end`)",
-                    field.ty, new_field.ty
-                ),
-            }),
-            Some(_) => {}
-        }
-    }
-    for field in &new_present {
-        if !old_by_name.contains_key(field.name.as_str()) {
-            out.push(Difference {
-                path: format!("{path}.{}", field.name),
-                message: format!(
-                    "field of type {} added without a version change (give it `start = <new version>` and map the new version)",
-                    field.ty
-                ),
-            });
-        }
-    }
-    // Same names in a different order: the bytes move.
-    let old_order: Vec<&str> = old_present
-        .iter()
-        .map(|f| f.name.as_str())
-        .filter(|n| new_by_name.contains_key(n))
-        .collect();
-    let new_order: Vec<&str> = new_present
-        .iter()
-        .map(|f| f.name.as_str())
-        .filter(|n| old_by_name.contains_key(n))
-        .collect();
-    if old_order != new_order {
-        out.push(Difference {
-            path: path.to_owned(),
-            message: format!(
-                "fields reordered from [{}] to [{}] without a version change",
-                old_order.join(", "),
-                new_order.join(", ")
-            ),
-        });
-    }
-}
-
-fn compare_variants(
-    path: &str,
-    old: &[VariantSchema],
-    new: &[VariantSchema],
-    out: &mut Vec<Difference>,
-) {
-    let new_by_name: BTreeMap<&str, &VariantSchema> =
-        new.iter().map(|v| (v.name.as_str(), v)).collect();
-    let old_by_name: BTreeMap<&str, &VariantSchema> =
-        old.iter().map(|v| (v.name.as_str(), v)).collect();
-    for variant in old {
-        let variant_path = format!("{path}::{}", variant.name);
-        match new_by_name.get(variant.name.as_str()) {
-            None => out.push(Difference {
-                path: variant_path,
-                message: format!(
-                    "variant {} removed (keep it with `end = <new version>` and a `default_fn`)",
-                    variant.index
-                ),
-            }),
-            Some(new_variant) => {
-                if new_variant.index != variant.index {
-                    out.push(Difference {
-                        path: variant_path.clone(),
-                        message: format!(
-                            "variant index changed from {} to {} (variants must keep their position)",
-                            variant.index, new_variant.index
-                        ),
-                    });
-                }
-                if variant.present && !new_variant.present {
-                    out.push(Difference {
-                        path: variant_path.clone(),
-                        message: "variant no longer exists at this version".to_owned(),
-                    });
-                }
-                if variant.present && new_variant.present {
-                    compare_fields(&variant_path, &variant.fields, &new_variant.fields, out);
-                }
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        match value.get("format") {
+            Some(format) if format.as_u64() != Some(u64::from(SCHEMA_FORMAT)) => {
+                return Err(format!(
+                    "schema format {format}, this build reads format {SCHEMA_FORMAT}"
+                ));
             }
-        }
-    }
-    for variant in new {
-        if variant.present
-            && !old_by_name
-                .get(variant.name.as_str())
-                .is_some_and(|v| v.present)
-        {
-            out.push(Difference {
-                path: format!("{path}::{}", variant.name),
-                message: "variant added without a version change (give it `start = <new version>` and a `default_fn`)"
-                    .to_owned(),
-            });
-        }
-    }
-}
-
-/// Everything that differs between `old` and `new` exports of the same app version in a
-/// way that makes one build misread the other's bytes, checked in both directions.
-///
-/// An empty result means every byte written by one build at this app version reads the
-/// same in the other.
-#[must_use]
-pub fn compare(old: &Schema, new: &Schema) -> Vec<Difference> {
-    let mut out = Vec::new();
-    if old.app_version != new.app_version {
-        out.push(Difference {
-            path: String::new(),
-            message: format!(
-                "comparing app version {} with app version {}",
-                old.app_version, new.app_version
-            ),
-        });
-    }
-    if old.root != new.root {
-        out.push(Difference {
-            path: old.root.clone(),
-            message: format!("root type changed from {} to {}", old.root, new.root),
-        });
-    }
-    for (name, old_type) in &old.types {
-        let Some(new_type) = new.types.get(name) else {
-            out.push(Difference {
-                path: name.clone(),
-                message: format!(
-                    "type (v{}) is no longer part of app version {}",
-                    old_type.version, old.app_version
-                ),
-            });
-            continue;
-        };
-        if new_type.latest_version < old_type.latest_version {
-            out.push(Difference {
-                path: name.clone(),
-                message: format!(
-                    "latest type version lowered from {} to {}",
-                    old_type.latest_version, new_type.latest_version
-                ),
-            });
-        }
-        if new_type.version != old_type.version {
-            out.push(Difference {
-                path: name.clone(),
-                message: format!(
-                    "app version {} now maps to type version {} instead of {} (released app versions must keep their mapping)",
-                    old.app_version, new_type.version, old_type.version
-                ),
-            });
-            continue;
-        }
-        match (&old_type.kind, &new_type.kind) {
-            (TypeKind::Struct { fields: old_fields }, TypeKind::Struct { fields: new_fields }) => {
-                compare_fields(name, old_fields, new_fields, &mut out);
+            None if value.get("root").is_some() && value.get("types").is_some() => {
+                return Err(format!(
+                    "schema format 1 (types keyed by bare names), this build reads format \
+                     {SCHEMA_FORMAT}: export the app version again with this build"
+                ));
             }
-            (
-                TypeKind::Enum {
-                    variants: old_variants,
-                },
-                TypeKind::Enum {
-                    variants: new_variants,
-                },
-            ) => {
-                compare_variants(name, old_variants, new_variants, &mut out);
-            }
-            (TypeKind::Opaque, TypeKind::Opaque) => {}
-            (old_kind, new_kind) => out.push(Difference {
-                path: name.clone(),
-                message: format!(
-                    "changed from {} to {}",
-                    kind_name(old_kind),
-                    kind_name(new_kind)
-                ),
-            }),
+            _ => {}
         }
+        serde_json::from_value(value).map_err(|e| e.to_string())
     }
-    for (name, new_type) in &new.types {
-        if !old.types.contains_key(name) {
-            out.push(Difference {
-                path: name.clone(),
-                message: format!(
-                    "type (v{}) is newly part of app version {}",
-                    new_type.version, new.app_version
-                ),
-            });
-        }
-    }
-    out
-}
-
-fn kind_name(kind: &TypeKind) -> &'static str {
-    match kind {
-        TypeKind::Struct { .. } => "a struct",
-        TypeKind::Enum { .. } => "an enum",
-        TypeKind::Opaque => "a hand-written impl",
-    }
-}
-
-/// Why committed schema files and the current build disagree.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SchemaCheckError {
-    /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A file is not a schema export.
-    #[error("{}: not a schema export: {message}", path.display())]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// The directory holds no schema file.
-    #[error("{}: no schema files (v<N>.json); write them with write_schema_dir", dir.display())]
-    Empty {
-        /// The directory.
-        dir: PathBuf,
-    },
-    /// A released app version is missing from the version map.
-    #[error("{}: app version {app_version} was released but the version map stops at {latest}", path.display())]
-    MissingAppVersion {
-        /// The file of that app version.
-        path: PathBuf,
-        /// Its app version.
-        app_version: u16,
-        /// The map's latest app version.
-        latest: u16,
-    },
-    /// The current build no longer matches released schemas.
-    #[error("{}", format_mismatch(.0))]
-    Mismatch(Vec<(PathBuf, Vec<Difference>)>),
-    /// Export failed.
-    #[error(transparent)]
-    Versionize(#[from] VersionizeError),
-}
-
-fn format_mismatch(files: &[(PathBuf, Vec<Difference>)]) -> String {
-    let mut text =
-        String::from("the current build no longer reads released snapshots the same way:");
-    for (path, differences) in files {
-        text.push_str(&format!("\n  {}:", path.display()));
-        for difference in differences {
-            text.push_str(&format!("\n    - {difference}"));
-        }
-    }
-    text
-}
-
-fn schema_files(dir: &Path) -> Result<Vec<(u16, PathBuf)>, SchemaCheckError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| SchemaCheckError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| SchemaCheckError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(number) = name.strip_prefix('v').and_then(|n| n.strip_suffix(".json")) else {
-            continue;
-        };
-        if let Ok(app_version) = number.parse::<u16>() {
-            files.push((app_version, entry.path()));
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// Checks the current build against the committed schema files in `dir` (`v1.json`,
-/// `v2.json`, ...: one per released app version, written by [`write_schema_dir`]).
-///
-/// # Errors
-/// [`SchemaCheckError::Mismatch`] with a readable diff per file when the current build
-/// would read or write any released app version differently; I/O and parse errors.
-pub fn check_schema_dir<T: Versionize + 'static>(
-    map: &VersionMap,
-    dir: impl AsRef<Path>,
-) -> Result<(), SchemaCheckError> {
-    let dir = dir.as_ref();
-    let files = schema_files(dir)?;
-    if files.is_empty() {
-        return Err(SchemaCheckError::Empty {
-            dir: dir.to_owned(),
-        });
-    }
-    let mut mismatches = Vec::new();
-    for (app_version, path) in files {
-        if app_version == 0 || app_version > map.latest_version() {
-            return Err(SchemaCheckError::MissingAppVersion {
-                path,
-                app_version,
-                latest: map.latest_version(),
-            });
-        }
-        let json = std::fs::read_to_string(&path).map_err(|source| SchemaCheckError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let old = Schema::from_json(&json).map_err(|message| SchemaCheckError::Parse {
-            path: path.clone(),
-            message,
-        })?;
-        let new = export::<T>(map, app_version)?;
-        let differences = compare(&old, &new);
-        if !differences.is_empty() {
-            mismatches.push((path, differences));
-        }
-    }
-    if mismatches.is_empty() {
-        Ok(())
-    } else {
-        Err(SchemaCheckError::Mismatch(mismatches))
-    }
-}
-
-/// Writes `v<N>.json` for every app version of `map` into `dir`, from root `T`.
-///
-/// Run it once per release, and commit the files: [`check_schema_dir`] then guards them.
-///
-/// # Errors
-/// I/O errors.
-pub fn write_schema_dir<T: Versionize + 'static>(
-    map: &VersionMap,
-    dir: impl AsRef<Path>,
-) -> Result<(), SchemaCheckError> {
-    let dir = dir.as_ref();
-    std::fs::create_dir_all(dir).map_err(|source| SchemaCheckError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    for app_version in 1..=map.latest_version() {
-        let path = dir.join(format!("v{app_version}.json"));
-        let json = export::<T>(map, app_version)?.to_json();
-        std::fs::write(&path, json).map_err(|source| SchemaCheckError::Io { path, source })?;
-    }
-    Ok(())
 }

@@ -101,6 +101,69 @@ impl VersionMap {
         self
     }
 
+    /// Adopts a library's version history: from the newest app version of `self` on, every
+    /// type that `library` maps is at the version `library` gives it at its app version
+    /// `library_version`. A VMM whose state embeds a library's types calls it once per
+    /// library release it takes up, in the app version that takes it up; types of its own
+    /// keep their versions.
+    ///
+    /// # Errors
+    /// [`VersionizeError::InvalidAppVersion`] when `library` has no app version
+    /// `library_version` (`self` is then unchanged).
+    ///
+    /// # Example
+    /// ```
+    /// use versionize::{VersionMap, Versionize};
+    ///
+    /// /// A library's state types and its published version map.
+    /// mod lib {
+    ///     #[derive(versionize::Versionize)]
+    ///     pub struct Regs {
+    ///         pub rip: u64,
+    ///         #[version(start = 2)]
+    ///         pub rflags: u64,
+    ///     }
+    ///     pub fn version_map() -> versionize::VersionMap {
+    ///         let mut map = versionize::VersionMap::new();
+    ///         map.new_version().set_type_version(Regs::type_id(), 2);
+    ///         map
+    ///     }
+    /// }
+    ///
+    /// #[derive(Versionize)]
+    /// struct Vmm {
+    ///     regs: lib::Regs,
+    ///     #[version(start = 2)]
+    ///     uptime: u64,
+    /// }
+    ///
+    /// # fn main() -> versionize::VersionizeResult<()> {
+    /// let library = lib::version_map();
+    /// let mut map = VersionMap::new(); // app 1: the library's app version 1
+    /// map.new_version().set_type_version(Vmm::type_id(), 2); // app 2: our own change
+    /// map.new_version().adopt(&library, 2)?; // app 3: the library's release 2
+    ///
+    /// let regs = |app| map.get_type_version(app, lib::Regs::type_id());
+    /// assert_eq!([regs(1), regs(2), regs(3)], [1, 1, 2]);
+    /// assert_eq!(map.get_type_version(3, Vmm::type_id()), 2);
+    /// versionize::schema::check_latest::<Vmm>(&map).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn adopt(&mut self, library: &VersionMap, library_version: u16) -> VersionizeResult<&mut Self> {
+        if library_version == 0 || library_version > library.latest {
+            return Err(VersionizeError::InvalidAppVersion {
+                app_version: library_version,
+                latest: library.latest,
+            });
+        }
+        for &type_id in library.types.keys() {
+            let version = library.lookup(library_version, type_id);
+            self.set_type_version(type_id, version);
+        }
+        Ok(self)
+    }
+
     /// The version of `type_id` at `app_version`: the newest mapping at or below it, or 1
     /// if the type was never mapped.
     ///
@@ -261,6 +324,42 @@ mod tests {
         assert_eq!(map.latest_version(), u16::MAX);
         map.set_type_version(id::<A>(), 7);
         assert_eq!(map.get_type_version(u16::MAX, id::<A>()), 7);
+    }
+
+    #[test]
+    fn test_version_map_adopt_takes_the_library_versions_in_the_newest_app_version() {
+        let mut library = VersionMap::new();
+        library
+            .new_version()
+            .set_type_version(id::<A>(), 2)
+            .new_version()
+            .set_type_version(id::<A>(), 3)
+            .set_type_version(id::<B>(), 2);
+        let mut map = VersionMap::new();
+        map.new_version().adopt(&library, 2).unwrap();
+        map.new_version();
+        map.new_version().adopt(&library, 3).unwrap();
+        let a: Vec<u16> = (1..=4).map(|v| map.get_type_version(v, id::<A>())).collect();
+        let b: Vec<u16> = (1..=4).map(|v| map.get_type_version(v, id::<B>())).collect();
+        assert_eq!(a, [1, 2, 2, 3]);
+        assert_eq!(b, [1, 1, 1, 2]);
+    }
+
+    #[test]
+    fn test_version_map_adopt_rejects_an_unknown_library_version() {
+        let library = VersionMap::new();
+        let mut map = VersionMap::new();
+        map.set_type_version(id::<A>(), 2);
+        for bad in [0u16, 2] {
+            match map.adopt(&library, bad) {
+                Err(VersionizeError::InvalidAppVersion {
+                    app_version,
+                    latest: 1,
+                }) => assert_eq!(app_version, bad),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(map.get_type_version(1, id::<A>()), 2);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `Versionize::describe`: the type's name, its version at the app version being described,
+//! `Versionize::describe`: the type's full name, its version at the app version being described,
 //! and its fields (name, type, `start`/`end`) or variants (index, fields), for
 //! `versionize::schema`.
 
@@ -35,8 +35,10 @@ pub(super) fn describe_method(input: &Input<'_>, kind: &TokenStream) -> TokenStr
     }
 }
 
-/// The schema name: `Name`, or `Name<Arg, ...>` with each type argument described and each
-/// const argument's value, so that every instantiation is its own schema entry.
+/// The schema name: the type's full path (`module_path!()` of the deriving module, then
+/// `::Name`), with each type argument described and each const argument's value, so that
+/// every instantiation is its own schema entry and same-name types of different modules
+/// never share one: `my_vmm::net::Ring<my_vmm::net::RxDesc, 256>`.
 fn type_name(input: &Input<'_>) -> TokenStream {
     let base = &input.name;
     let arguments: Vec<TokenStream> = input
@@ -57,10 +59,14 @@ fn type_name(input: &Input<'_>) -> TokenStream {
         })
         .collect();
     if arguments.is_empty() {
-        return quote!(::std::string::ToString::to_string(#base));
+        return quote!(::std::string::ToString::to_string(::core::concat!(
+            ::core::module_path!(),
+            "::",
+            #base
+        )));
     }
-    let format = format!("{base}<{}>", vec!["{}"; arguments.len()].join(", "));
-    quote!(::std::format!(#format, #(#arguments),*))
+    let format = format!("{{}}::{base}<{}>", vec!["{}"; arguments.len()].join(", "));
+    quote!(::std::format!(#format, ::core::module_path!(), #(#arguments),*))
 }
 
 /// `TypeKind::Struct { fields }` for a struct.
