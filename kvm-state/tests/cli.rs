@@ -370,7 +370,7 @@ fn test_cli_schema_check_clean_and_with_a_difference() {
     // A build that retyped `Regs.rip` and added `Regs.rip2` without a version bump.
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&old).unwrap()).unwrap();
-    let fields = json["types"]["Regs"]["kind"]["struct"]["fields"]
+    let fields = json["types"]["kvm_state::vcpu::Regs"]["kind"]["struct"]["fields"]
         .as_array_mut()
         .unwrap();
     let rip = fields.iter_mut().find(|f| f["name"] == "rip").unwrap();
@@ -385,11 +385,42 @@ fn test_cli_schema_check_clean_and_with_a_difference() {
     assert_fails_with(&output, 1, "2 breaking difference(s)");
     assert_eq!(
         stdout(&output),
-        "Regs.rip: type changed from u64 to u32 without a version change (add a new field \
-         with `start` and retire this one with `end`)\n\
-         Regs.rip2: field of type u32 added without a version change (give it `start = <new \
-         version>` and map the new version)\n"
+        "kvm_state::vcpu::Regs.rip: type changed from u64 to u32 without a version change \
+         (add a new field with `start` and retire this one with `end`)\n\
+         kvm_state::vcpu::Regs.rip2: field of type u32 added without a version change (give \
+         it `start = <new version>` and map the new version)\n"
     );
+}
+
+/// Exports of two app versions differ by design: `schema check` refuses to compare them
+/// and says what it expected (it used to list every difference as breaking).
+#[test]
+fn test_cli_schema_check_refuses_different_app_versions() {
+    let fixture = Fixture::new("cli-schema-versions");
+    let v1 = fixture.path("v1.json");
+    let v2 = fixture.path("v2.json");
+    std::fs::write(
+        &v1,
+        assert_ok(&vmstate(&[&"schema", &"export", &"--version", &"1"])),
+    )
+    .unwrap();
+    std::fs::write(
+        &v2,
+        assert_ok(&vmstate(&[&"schema", &"export", &"--version", &"2"])),
+    )
+    .unwrap();
+    let output = vmstate(&[&"schema", &"check", &v1, &v2]);
+    assert_fails_with(&output, 1, "describe different app versions: ");
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains("is app version 1 and")
+            && text.contains(
+                "app version 2: compare two exports of the same app version \
+                              (`vmstate schema export --version 1` in the new build)"
+            ),
+        "{text}"
+    );
+    assert_eq!(stdout(&output), "", "no difference is listed");
 }
 
 #[test]
@@ -634,7 +665,7 @@ fn test_cli_bad_schema_files() {
     assert_fails_with(
         &vmstate(&[&"schema", &"check", &good, &not_json]),
         1,
-        "not.json is not a schema export: missing field `root`",
+        "not.json is not a schema export: missing field `format`",
     );
     assert_fails_with(
         &vmstate(&[&"schema", &"check", &good, &fixture.dir.path()]),

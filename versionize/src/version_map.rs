@@ -117,7 +117,9 @@ impl VersionMap {
     ///
     /// /// A library's state types and its published version map.
     /// mod lib {
-    ///     #[derive(versionize::Versionize)]
+    ///     use versionize::Versionize;
+    ///
+    ///     #[derive(Versionize)]
     ///     pub struct Regs {
     ///         pub rip: u64,
     ///         #[version(start = 2)]
@@ -150,7 +152,11 @@ impl VersionMap {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn adopt(&mut self, library: &VersionMap, library_version: u16) -> VersionizeResult<&mut Self> {
+    pub fn adopt(
+        &mut self,
+        library: &VersionMap,
+        library_version: u16,
+    ) -> VersionizeResult<&mut Self> {
         if library_version == 0 || library_version > library.latest {
             return Err(VersionizeError::InvalidAppVersion {
                 app_version: library_version,
@@ -339,8 +345,12 @@ mod tests {
         map.new_version().adopt(&library, 2).unwrap();
         map.new_version();
         map.new_version().adopt(&library, 3).unwrap();
-        let a: Vec<u16> = (1..=4).map(|v| map.get_type_version(v, id::<A>())).collect();
-        let b: Vec<u16> = (1..=4).map(|v| map.get_type_version(v, id::<B>())).collect();
+        let a: Vec<u16> = (1..=4)
+            .map(|v| map.get_type_version(v, id::<A>()))
+            .collect();
+        let b: Vec<u16> = (1..=4)
+            .map(|v| map.get_type_version(v, id::<B>()))
+            .collect();
         assert_eq!(a, [1, 2, 2, 3]);
         assert_eq!(b, [1, 1, 1, 2]);
     }

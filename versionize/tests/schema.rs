@@ -564,7 +564,10 @@ fn test_schema_same_name_types_change_to_one_is_found() {
         let mut renames = versionize::schema::Renames::new();
         renames
             .rename_type("schema::old::Devices", "schema::swapped::Devices")
-            .rename_type("schema::old::block::Config", "schema::swapped::block::Config");
+            .rename_type(
+                "schema::old::block::Config",
+                "schema::swapped::block::Config",
+            );
         renames
     };
     let differences = compare(&renames.apply(&old), &new);
@@ -718,10 +721,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "versionize-schema-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("versionize-schema-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         TempDir(dir)
     }
@@ -808,9 +809,15 @@ fn test_schema_guard_bless_never_rewrites_a_released_file() {
     let map = current::map();
     let guard = SchemaGuard::new(&map, &dir.0);
     let error = guard.bless::<current::Vm>().unwrap_err();
-    assert!(matches!(error, SchemaCheckError::Mismatch { .. }), "{error}");
+    assert!(
+        matches!(error, SchemaCheckError::Mismatch { .. }),
+        "{error}"
+    );
     assert_eq!(std::fs::read_to_string(dir.file(1)).unwrap(), released);
-    assert!(!dir.file(2).exists(), "nothing written while released files mismatch");
+    assert!(
+        !dir.file(2).exists(),
+        "nothing written while released files mismatch"
+    );
 }
 
 #[test]
@@ -990,7 +997,10 @@ fn test_schema_guard_declared_renames_pass() {
     let error = SchemaGuard::new(&map, &dir.0)
         .check::<renamed::Cpu>()
         .unwrap_err();
-    assert!(matches!(error, SchemaCheckError::Mismatch { .. }), "{error}");
+    assert!(
+        matches!(error, SchemaCheckError::Mismatch { .. }),
+        "{error}"
+    );
     // Declared, it passes: no byte changed.
     SchemaGuard::new(&map, &dir.0)
         .rename_type("schema::v1::Vcpu", "schema::renamed::Cpu")
@@ -1042,14 +1052,20 @@ fn test_schema_guard_refuses_a_file_of_another_app_version_or_format() {
         .replace("  \"format\": 2,\n", "");
     std::fs::write(dir.file(1), json).unwrap();
     let text = guard.check::<evolved::Vcpu>().unwrap_err().to_string();
-    assert!(text.contains("schema format 1 (types keyed by bare names)"), "{text}");
+    assert!(
+        text.contains("schema format 1 (types keyed by bare names)"),
+        "{text}"
+    );
     // A future format.
     let json = std::fs::read_to_string(dir.file(2))
         .unwrap()
         .replace("\"format\": 2", "\"format\": 3");
     std::fs::write(dir.file(1), json).unwrap();
     let text = guard.check::<evolved::Vcpu>().unwrap_err().to_string();
-    assert!(text.contains("schema format 3, this build reads format 2"), "{text}");
+    assert!(
+        text.contains("schema format 3, this build reads format 2"),
+        "{text}"
+    );
 }
 
 #[test]

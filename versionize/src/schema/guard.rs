@@ -398,7 +398,10 @@ impl<'a> SchemaGuard<'a> {
         let latest = self.map.latest_version();
         let newest_file = files.last().map_or(0, |(app_version, _)| *app_version);
         for app_version in 1..newest_file {
-            if files.binary_search_by_key(&app_version, |(n, _)| *n).is_err() {
+            if files
+                .binary_search_by_key(&app_version, |(n, _)| *n)
+                .is_err()
+            {
                 return Err(SchemaCheckError::MissingFile {
                     path: self.dir.join(file_name(app_version)),
                     app_version,
@@ -503,7 +506,10 @@ fn write_new(path: &Path, contents: &str) -> Result<(), SchemaCheckError> {
         .create_new(true)
         .open(path)
         .map_err(io)?;
-    if let Err(error) = file.write_all(contents.as_bytes()).and_then(|()| file.sync_all()) {
+    if let Err(error) = file
+        .write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+    {
         drop(file);
         let _ = std::fs::remove_file(path);
         return Err(io(error));

@@ -93,7 +93,11 @@ mod tests {
     #[test]
     fn test_names_replace_whole_paths_only() {
         assert_eq!(
-            replace("Vec<a::Ring<a::Old>>, b::a::Old, a::Older", "a::Old", "c::New"),
+            replace(
+                "Vec<a::Ring<a::Old>>, b::a::Old, a::Older",
+                "a::Old",
+                "c::New"
+            ),
             "Vec<a::Ring<c::New>>, b::a::Old, a::Older"
         );
         assert_eq!(replace("a::Old", "a::Old", "c::New"), "c::New");
@@ -103,7 +107,11 @@ mod tests {
     #[test]
     fn test_names_replace_module_prefix_only() {
         assert_eq!(
-            replace_module("Vec<a::net::Config>, b::a::net::Config, a::network::X", "a::net", "a::dev::net"),
+            replace_module(
+                "Vec<a::net::Config>, b::a::net::Config, a::network::X",
+                "a::net",
+                "a::dev::net"
+            ),
             "Vec<a::dev::net::Config>, b::a::net::Config, a::network::X"
         );
         assert_eq!(replace_module("a::net", "a::net", "b"), "a::net");

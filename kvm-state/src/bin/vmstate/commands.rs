@@ -211,6 +211,23 @@ fn read_schema(path: &Path) -> Result<Schema, Failure> {
 pub(crate) fn schema_check(out: &mut dyn Write, old: &Path, new: &Path) -> Result<(), Failure> {
     let old_schema = read_schema(old)?;
     let new_schema = read_schema(new)?;
+    if old_schema.app_version != new_schema.app_version {
+        // Two app versions differ by design: comparing them says nothing about either.
+        return Err(Failure::new(format!(
+            "{} and {} describe different app versions",
+            old.display(),
+            new.display()
+        ))
+        .cause(format!(
+            "{} is app version {} and {} app version {}: compare two exports of the same app \
+             version (`vmstate schema export --version {}` in the new build)",
+            old.display(),
+            old_schema.app_version,
+            new.display(),
+            new_schema.app_version,
+            old_schema.app_version
+        )));
+    }
     let differences = compare(&old_schema, &new_schema);
     if differences.is_empty() {
         writeln!(

@@ -132,7 +132,8 @@ enum SchemaCommand {
     },
     /// Compare two schema exports of one app version; exit 1 if they differ
     ///
-    /// OLD is typically the export of the released build and NEW that of this one. Lists, by
+    /// OLD is typically the export of the released build and NEW that of this one, both of
+    /// the same app version (exports of different app versions are refused). Lists, by
     /// type and field path, every change that would make one build misread the other's
     /// snapshots: a field added, removed, retyped or reordered without a version bump, a
     /// variant removed or renumbered, a type version lowered, or an app version mapped to
