@@ -1,5 +1,5 @@
-//! `#[derive(Versionize)]` describes each type for `versionize::schema`: name (with generic
-//! arguments), type version at the described app version, fields with their types and
+//! `#[derive(Versionize)]` describes each type for `versionize::schema`: full path (with
+//! generic arguments), type version at the described app version, fields with their types and
 //! `start`/`end`, variants with their indexes.
 
 use versionize::schema::{export, TypeKind};
@@ -48,9 +48,9 @@ fn test_derive_schema_describes_fields_and_variants() {
         .set_type_version(Root::type_id(), 2)
         .set_type_version(Kind::type_id(), 2);
     let schema = export::<Root>(&map, 2).expect("export");
-    assert_eq!(schema.root, "Root");
+    assert_eq!(schema.root, "derive_schema::Root");
 
-    let root = &schema.types["Root"];
+    let root = &schema.types["derive_schema::Root"];
     assert_eq!((root.version, root.latest_version), (2, 3));
     let TypeKind::Struct { fields } = &root.kind else {
         panic!("Root is a struct: {root:?}");
@@ -63,12 +63,12 @@ fn test_derive_schema_describes_fields_and_variants() {
         fields,
         [
             ("id", "u32", 1, None, true),
-            ("inner", "Inner<u16, 4>", 2, Some(3), true),
-            ("kind", "Kind", 1, None, true),
+            ("inner", "derive_schema::Inner<u16, 4>", 2, Some(3), true),
+            ("kind", "derive_schema::Kind", 1, None, true),
         ]
     );
 
-    let kind = &schema.types["Kind"];
+    let kind = &schema.types["derive_schema::Kind"];
     let TypeKind::Enum { variants } = &kind.kind else {
         panic!("Kind is an enum: {kind:?}");
     };
@@ -88,16 +88,65 @@ fn test_derive_schema_describes_fields_and_variants() {
         .map(|f| (f.name.as_str(), f.ty.as_str()))
         .collect();
     assert_eq!(on_fields[0], ("0", "u8"));
-    assert!(schema.types.contains_key("Inner<u16, 4>"));
+    assert!(schema.types.contains_key("derive_schema::Inner<u16, 4>"));
 
     // At app version 1, `inner` is not written and `On` cannot be.
     let old = export::<Root>(&map, 1).expect("export");
-    let TypeKind::Struct { fields } = &old.types["Root"].kind else {
+    let TypeKind::Struct { fields } = &old.types["derive_schema::Root"].kind else {
         panic!("struct");
     };
     assert!(!fields[1].present);
-    let TypeKind::Enum { variants } = &old.types["Kind"].kind else {
+    // `inner` is not written at app version 1, so `Inner` is not part of it.
+    assert!(!old.types.contains_key("derive_schema::Inner<u16, 4>"));
+    let TypeKind::Enum { variants } = &old.types["derive_schema::Kind"].kind else {
         panic!("enum");
     };
     assert!(!variants[1].present);
+}
+
+mod net {
+    #[derive(versionize::Versionize)]
+    pub(crate) struct Config {
+        pub(crate) mtu: u16,
+    }
+
+    #[derive(versionize::Versionize)]
+    pub(crate) struct Ring<D, const N: usize> {
+        pub(crate) descriptors: [D; N],
+    }
+}
+
+mod block {
+    #[derive(versionize::Versionize)]
+    pub(crate) struct Config {
+        pub(crate) read_only: bool,
+    }
+}
+
+#[derive(versionize::Versionize)]
+struct Devices {
+    net: net::Config,
+    block: block::Config,
+    rx: net::Ring<net::Config, 2>,
+}
+
+/// Same-name types of two modules are two entries, keyed by module path; a generic
+/// instantiation names its arguments by their full paths.
+#[test]
+fn test_derive_schema_names_types_by_full_path() {
+    let schema = export::<Devices>(&VersionMap::new(), 1).expect("export");
+    let names: Vec<&str> = schema.types.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "derive_schema::Devices",
+            "derive_schema::block::Config",
+            "derive_schema::net::Config",
+            "derive_schema::net::Ring<derive_schema::net::Config, 2>",
+        ]
+    );
+    let TypeKind::Struct { fields } = &schema.types["derive_schema::block::Config"].kind else {
+        panic!("struct");
+    };
+    assert_eq!(fields[0].name, "read_only");
 }
