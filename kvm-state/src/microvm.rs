@@ -19,6 +19,49 @@
 //! which is right on the same host) and the host clock readings, whose flags are cleared so
 //! that an older build never sees a flag without its value (`ClockState`'s `ser_fn`).
 //!
+//! The guard test `tests/schema.rs` checks the committed schema file of each app version
+//! (`kvm-state/schema/v<N>.json`) and that the newest app version maps every state type to
+//! its newest version; a new app version's file is written with
+//! `VERSIONIZE_BLESS=1 cargo test -p kvm-state --test schema` and committed with the release.
+//!
+//! # In a VMM's own version map
+//!
+//! A VMM whose state embeds these types numbers its app versions its own way and takes up
+//! each release of this crate with one line, [`VersionMap::adopt`], in the app version that
+//! takes it up:
+//!
+//! ```
+//! # #[cfg(target_arch = "x86_64")] {
+//! use kvm_state::microvm::{version_map as kvm_state_map, APP_VERSION_2};
+//! use kvm_state::{ClockState, VcpuState};
+//! use versionize::{VersionMap, Versionize};
+//!
+//! #[derive(Versionize)]
+//! struct VmmState {
+//!     vcpus: Vec<VcpuState>,
+//!     clock: ClockState,
+//!     #[version(start = 2)]
+//!     balloon_pages: u32,
+//! }
+//!
+//! fn version_map() -> VersionMap {
+//!     let mut map = VersionMap::new(); // app 1: kvm-state's app version 1
+//!     map.new_version() // app 2: our balloon
+//!         .set_type_version(VmmState::type_id(), 2);
+//!     map.new_version() // app 3: kvm-state's app version 2
+//!         .adopt(&kvm_state_map(), APP_VERSION_2)
+//!         .expect("kvm-state has app version 2");
+//!     map
+//! }
+//!
+//! let map = version_map();
+//! assert_eq!(map.get_type_version(2, VcpuState::type_id()), 1);
+//! assert_eq!(map.get_type_version(3, VcpuState::type_id()), 2);
+//! assert_eq!(map.get_type_version(3, ClockState::type_id()), 2);
+//! versionize::schema::check_latest::<VmmState>(&map).unwrap();
+//! # }
+//! ```
+//!
 //! # Size
 //!
 //! A snapshot file holds the whole state, guest memory included, and both the `snapshot`
