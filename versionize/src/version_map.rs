@@ -35,7 +35,8 @@ impl Hasher for TypeIdHasher {
 /// An application version (also called the data version) names one build's whole state
 /// layout. App version 1 exists from [`VersionMap::new`]; each [`new_version`] call opens
 /// the next one, and [`set_type_version`] records that a type changed in the newest one.
-/// A type never mentioned is at version 1 everywhere.
+/// A type never mentioned is at version 1 everywhere. [`adopt`] takes up, in the newest app
+/// version, every type version of one app version of a library's map.
 ///
 /// Lookups cost one hash of the `TypeId` and one index, whatever the number of app
 /// versions: each type keeps a dense table of its version per app version.
@@ -56,6 +57,7 @@ impl Hasher for TypeIdHasher {
 ///
 /// [`new_version`]: VersionMap::new_version
 /// [`set_type_version`]: VersionMap::set_type_version
+/// [`adopt`]: VersionMap::adopt
 #[derive(Clone, Debug)]
 pub struct VersionMap {
     latest: u16,

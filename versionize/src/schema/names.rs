@@ -105,6 +105,15 @@ mod tests {
     }
 
     #[test]
+    fn test_names_non_ascii_text_never_panics() {
+        let types: BTreeMap<String, ()> = [("é::Ä".to_owned(), ())].into_iter().collect();
+        assert_eq!(mentioned("Vec<é::Ä>", &types), ["é::Ä"]);
+        assert!(mentioned("xé::Ä", &types).is_empty());
+        assert_eq!(replace("ü<é::Ä>ß", "é::Ä", "a::B"), "ü<a::B>ß");
+        assert_eq!(replace_module("ü<é::Ä>", "é", "a"), "ü<a::Ä>");
+    }
+
+    #[test]
     fn test_names_replace_module_prefix_only() {
         assert_eq!(
             replace_module(
