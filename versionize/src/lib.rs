@@ -54,6 +54,7 @@ pub mod crc;
 mod error;
 mod impls;
 pub mod limits;
+pub mod prelude;
 pub mod schema;
 mod version_map;
 
@@ -66,7 +67,6 @@ use std::io::{Read, Write};
 pub use crate::error::{ErrorFrame, ErrorPath, VersionizeError, VersionizeResult};
 pub use crate::limits::{DecodeScope, Limits};
 pub use crate::version_map::VersionMap;
-pub use versionize_derive::Versionize;
 
 /// A type that can be written at any of its versions and read from any of them.
 ///
