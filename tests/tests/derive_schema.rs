@@ -3,7 +3,7 @@
 //! `start`/`end`, variants with their indexes.
 
 use versionize::schema::{export, TypeKind};
-use versionize::{VersionMap, Versionize, VersionizeResult};
+use versionize::{prelude::Versionize, VersionMap, VersionizeResult};
 
 #[derive(Clone, Debug, PartialEq, Versionize)]
 struct Inner<T, const N: usize> {

@@ -55,7 +55,11 @@ pub fn unknown_variant(type_name: &'static str, index: u32, version: u16) -> Ver
 /// The error for a chain of variant substitutions that loops.
 #[cold]
 #[must_use]
-pub fn variant_cycle(type_name: &'static str, variant: &'static str, version: u16) -> VersionizeError {
+pub fn variant_cycle(
+    type_name: &'static str,
+    variant: &'static str,
+    version: u16,
+) -> VersionizeError {
     VersionizeError::VariantCycle {
         type_name,
         variant,
@@ -68,7 +72,9 @@ pub fn variant_cycle(type_name: &'static str, variant: &'static str, version: u1
 #[cold]
 #[must_use]
 pub fn derive_failed(type_name: &'static str) -> VersionizeError {
-    VersionizeError::Semantic(format!("the Versionize derive of {type_name} did not compile"))
+    VersionizeError::Semantic(format!(
+        "the Versionize derive of {type_name} did not compile"
+    ))
 }
 
 /// `FieldSchema` of a field for `describe`.

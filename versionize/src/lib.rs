@@ -13,7 +13,7 @@
 //!
 //! # Example
 //! ```
-//! use versionize::{VersionMap, Versionize, VersionizeResult};
+//! use versionize::prelude::*;
 //!
 //! #[derive(Debug, PartialEq, Versionize)]
 //! struct Uart {

@@ -5,7 +5,7 @@
 use versionize::schema::{
     check_schema_dir, compare, export, write_schema_dir, Difference, Schema, SchemaCheckError,
 };
-use versionize::{VersionMap, Versionize, VersionizeResult};
+use versionize::{prelude::Versionize, VersionMap, VersionizeResult};
 
 fn diff<Old: Versionize + 'static, New: Versionize + 'static>(
     old_map: &VersionMap,

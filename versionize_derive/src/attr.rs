@@ -151,7 +151,8 @@ fn parse_item(
         );
         return;
     }
-    if position == Position::Variant && matches!(name.as_str(), "ser_fn" | "de_fn" | "ser_value_fn") {
+    if position == Position::Variant && matches!(name.as_str(), "ser_fn" | "de_fn" | "ser_value_fn")
+    {
         cx.error_spanned_by(
             key,
             format!(
@@ -361,8 +362,9 @@ mod tests {
 
     #[test]
     fn test_attr_variant_refuses_field_hooks() {
-        let attrs: Vec<Attribute> =
-            vec![parse_quote!(#[version(start = 2, ser_fn = "s", de_fn = "d", ser_value_fn = "v")])];
+        let attrs: Vec<Attribute> = vec![
+            parse_quote!(#[version(start = 2, ser_fn = "s", de_fn = "d", ser_value_fn = "v")]),
+        ];
         let (_, errors) = parse(&attrs, Position::Variant);
         assert_eq!(errors.len(), 3);
         assert!(errors

@@ -303,16 +303,24 @@ mod tests {
         assert!(found[0].starts_with("`default_fn` never runs"), "{found:?}");
         assert!(found[1].starts_with("`ser_fn` never runs"), "{found:?}");
         assert!(found[2].starts_with("`de_fn` never runs"), "{found:?}");
-        assert!(found[3].contains("field `also_always` has no `end`"), "{found:?}");
+        assert!(
+            found[3].contains("field `also_always` has no `end`"),
+            "{found:?}"
+        );
         assert!(found[4].contains("field `added` has no `end`"), "{found:?}");
-        assert!(found[5].contains("`ser_fn` on retired field `retired`"), "{found:?}");
+        assert!(
+            found[5].contains("`ser_fn` on retired field `retired`"),
+            "{found:?}"
+        );
 
         let input: DeriveInput = parse_quote! {
             enum E { #[version(default_fn = "f")] A, #[version(start = 1, default_fn = "g")] B }
         };
         let found = errors(&input);
         assert_eq!(found.len(), 2, "{found:?}");
-        assert!(found.iter().all(|e| e.starts_with("`default_fn` never runs")));
+        assert!(found
+            .iter()
+            .all(|e| e.starts_with("`default_fn` never runs")));
     }
 
     #[test]

@@ -272,7 +272,10 @@ mod tests {
         let code = expand(&plain);
         assert!(!code.contains("SerFnCopy"), "{code}");
         assert!(code.contains("let __hook : fn (& mut Self"), "{code}");
-        assert!(code.contains("__hook (& mut __object , __version)"), "{code}");
+        assert!(
+            code.contains("__hook (& mut __object , __version)"),
+            "{code}"
+        );
         assert!(code.contains("__hook (__this , __version)"), "{code}");
 
         let hooked: DeriveInput = parse_quote! {
@@ -369,7 +372,10 @@ mod tests {
         let error = syn::Error::new(proc_macro2::Span::call_site(), "e");
         let code = crate::fallback::expand(&input, &error).to_string();
         for path in runtime_paths(&code) {
-            assert!(path == "__private" || path == "Versionize", "{path}: {code}");
+            assert!(
+                path == "__private" || path == "Versionize",
+                "{path}: {code}"
+            );
         }
     }
 
