@@ -37,7 +37,10 @@ struct Pit {
 
 impl Pit {
     fn legacy_mode_for_old_builds(&self, type_version: u16) -> VersionizeResult<u16> {
-        assert!(type_version < 3, "called only at versions that write the field");
+        assert!(
+            type_version < 3,
+            "called only at versions that write the field"
+        );
         if self.mode == u8::MAX {
             return Err(VersionizeError::Semantic(
                 "mode 255 has no legacy encoding".to_owned(),

@@ -47,6 +47,11 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The sections below are the reference of `#[derive(Versionize)]`; `docs/VERSIONING.md` in
+//! the repository has a recipe for each kind of change.
+//!
+#![doc = include_str!("derive.md")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
