@@ -9,7 +9,7 @@
 //! `fifo_control`. Writing app version 1 therefore clones each vCPU's state and the UART's
 //! state once (the derive runs `ser_fn` on a copy).
 
-use versionize::{VersionMap, Versionize, VersionizeResult};
+use versionize::{prelude::Versionize, VersionMap, VersionizeResult};
 
 /// Number of words of the `Vec<u64>` that comes with the state.
 pub const DIRTY_LOG_WORDS: usize = 10_000;

@@ -15,7 +15,7 @@ use std::fmt::Debug;
 
 use arbitrary::{Arbitrary, Unstructured};
 use versionize::crc::crc64;
-use versionize::{VersionMap, Versionize, VersionizeError, VersionizeResult};
+use versionize::{prelude::Versionize, VersionMap, VersionizeError, VersionizeResult};
 
 /// A device. v1: `id`, `name`, `queues`, `legacy`. v2 (app 2): adds `enabled`.
 /// v3 (app 3): drops `legacy`, adds `mac` with a `default_fn`.

@@ -74,7 +74,7 @@
 use std::path::Path;
 
 use snapshot::{LoadOptions, Snapshot};
-use versionize::{Limits, VersionMap, Versionize};
+use versionize::{prelude::Versionize, Limits, VersionMap};
 
 use crate::device::serial::SerialState;
 use crate::device::virtio::MmioTransportState;

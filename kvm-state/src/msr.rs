@@ -2,7 +2,7 @@
 
 use kvm_bindings::{kvm_msr_entry, KVM_MAX_MSR_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuFd};
-use versionize::Versionize;
+use versionize::prelude::Versionize;
 
 use crate::error::{KvmStateError, Result};
 

@@ -7,7 +7,7 @@ use kvm_bindings::{
     KVM_MAX_CPUID_ENTRIES,
 };
 use kvm_ioctls::{Cap, VcpuExit, VcpuFd, VmFd};
-use versionize::Versionize;
+use versionize::prelude::Versionize;
 
 use crate::error::{KvmStateError, Result};
 use crate::msr::{self, Msrs};

@@ -7,7 +7,7 @@ use kvm_bindings::{
     KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
 };
 use kvm_ioctls::VmFd;
-use versionize::{Versionize, VersionizeResult};
+use versionize::{prelude::Versionize, VersionizeResult};
 
 use crate::error::{KvmStateError, Result};
 

@@ -4,7 +4,7 @@ use std::fmt::Debug;
 use std::io::{BufWriter, Read, Write};
 
 use versionize::crc::{CRC64Reader, CRC64Writer};
-use versionize::{VersionMap, Versionize};
+use versionize::{prelude::Versionize, VersionMap};
 
 use crate::magic::{build_magic_id, get_format_version};
 use crate::{Result, SnapshotError};
@@ -65,7 +65,7 @@ impl LoadOptions {
 /// # Example
 /// ```
 /// use snapshot::Snapshot;
-/// use versionize::{VersionMap, Versionize};
+/// use versionize::prelude::*;
 ///
 /// #[derive(Debug, PartialEq, Versionize)]
 /// struct Pit {

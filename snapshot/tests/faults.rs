@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use snapshot::{atomic_write_with_faults, SaveStep, Snapshot, SnapshotError};
-use versionize::{VersionMap, Versionize};
+use versionize::{prelude::Versionize, VersionMap};
 
 #[derive(Clone, Debug, PartialEq, Versionize)]
 struct Queue {

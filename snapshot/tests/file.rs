@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use snapshot::{SaveStep, Snapshot, SnapshotError};
-use versionize::{VersionMap, Versionize, VersionizeError, VersionizeResult};
+use versionize::{prelude::Versionize, VersionMap, VersionizeError, VersionizeResult};
 
 #[derive(Clone, Debug, PartialEq, Versionize)]
 struct State {

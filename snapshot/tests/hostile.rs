@@ -5,7 +5,7 @@
 use snapshot::magic::{build_magic_id, ARCHES, BASE_MAGIC_ID};
 use snapshot::{LoadOptions, Snapshot, SnapshotError};
 use versionize::crc::crc64;
-use versionize::{VersionMap, Versionize};
+use versionize::{prelude::Versionize, VersionMap};
 
 #[derive(Clone, Debug, PartialEq, Versionize)]
 struct Device {

@@ -3,7 +3,7 @@
 //! short-file error, the corrupted x86_64 snapshot's CRC, and a kvm-bindings-like struct.
 
 use snapshot::{Snapshot, SnapshotError};
-use versionize::{VersionMap, Versionize, VersionizeError, VersionizeResult};
+use versionize::{prelude::Versionize, VersionMap, VersionizeError, VersionizeResult};
 
 #[derive(Clone, Debug, PartialEq, Versionize)]
 struct Test1 {

@@ -4,7 +4,7 @@
 //! # Example
 //! ```
 //! use integration_tests::{round_trip, round_trip_lossless};
-//! use versionize::{VersionMap, Versionize};
+//! use versionize::prelude::*;
 //!
 //! #[derive(Clone, Debug, PartialEq, Versionize)]
 //! struct Rtc {
@@ -32,7 +32,7 @@
 
 use std::fmt::Debug;
 
-use versionize::{VersionMap, Versionize, VersionizeResult};
+use versionize::{prelude::Versionize, VersionMap, VersionizeResult};
 
 #[doc = include_str!("../../docs/VERSIONING.md")]
 pub mod versioning_cookbook {}

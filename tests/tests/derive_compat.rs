@@ -3,7 +3,7 @@
 //! versions 2, 3 and 4, with `default_fn`, `ser_fn` and `de_fn` hooks.
 
 use integration_tests::{from_bytes, to_bytes};
-use versionize::{VersionMap, Versionize, VersionizeError, VersionizeResult};
+use versionize::{prelude::Versionize, VersionMap, VersionizeError, VersionizeResult};
 
 #[derive(Clone, Debug, PartialEq, Versionize)]
 struct State {

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 
 use integration_tests::{from_bytes, round_trip, round_trip_lossless, to_bytes};
-use versionize::{VersionMap, Versionize, VersionizeError, VersionizeResult};
+use versionize::{prelude::Versionize, VersionMap, VersionizeError, VersionizeResult};
 
 thread_local! {
     static SUBSTITUTIONS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };

@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use std::marker::PhantomData;
 
 use integration_tests::{round_trip, round_trip_lossless, to_bytes};
-use versionize::{VersionMap, Versionize, VersionizeResult};
+use versionize::{prelude::Versionize, VersionMap, VersionizeResult};
 
 #[derive(Clone, Debug, PartialEq, Versionize)]
 struct Wrapper<T> {

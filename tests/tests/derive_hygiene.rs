@@ -25,7 +25,10 @@ mod shadowed {
     mod versionize {}
 
     #[derive(
-        ::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq, ::versionize::Versionize,
+        ::core::clone::Clone,
+        ::core::fmt::Debug,
+        ::core::cmp::PartialEq,
+        ::versionize::prelude::Versionize,
     )]
     pub(crate) struct Everything<T> {
         pub(crate) plain: ::core::primitive::u32,
@@ -57,7 +60,10 @@ mod shadowed {
     }
 
     #[derive(
-        ::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq, ::versionize::Versionize,
+        ::core::clone::Clone,
+        ::core::fmt::Debug,
+        ::core::cmp::PartialEq,
+        ::versionize::prelude::Versionize,
     )]
     pub(crate) enum Choice {
         Unit,
@@ -74,14 +80,14 @@ mod shadowed {
         }
     }
 
-    #[derive(::core::fmt::Debug, ::core::cmp::PartialEq, ::versionize::Versionize)]
+    #[derive(::core::fmt::Debug, ::core::cmp::PartialEq, ::versionize::prelude::Versionize)]
     pub(crate) struct Tuple(pub(crate) ::core::primitive::u8, pub(crate) Choice);
 
-    #[derive(::core::fmt::Debug, ::core::cmp::PartialEq, ::versionize::Versionize)]
+    #[derive(::core::fmt::Debug, ::core::cmp::PartialEq, ::versionize::prelude::Versionize)]
     pub(crate) struct Unit;
 
     /// Raw identifiers as field and variant names; errors name them without `r#`.
-    #[derive(::core::fmt::Debug, ::core::cmp::PartialEq, ::versionize::Versionize)]
+    #[derive(::core::fmt::Debug, ::core::cmp::PartialEq, ::versionize::prelude::Versionize)]
     pub(crate) struct r#Raw {
         pub(crate) r#type: ::core::primitive::u8,
         #[version(start = 2)]
@@ -92,7 +98,7 @@ mod shadowed {
         ::core::fmt::Debug,
         ::core::default::Default,
         ::core::cmp::PartialEq,
-        ::versionize::Versionize,
+        ::versionize::prelude::Versionize,
     )]
     pub(crate) enum RawKind {
         #[default]
@@ -102,7 +108,7 @@ mod shadowed {
 }
 
 use shadowed::{Choice, Everything, Raw, RawKind, Tuple, Unit};
-use versionize::{VersionMap, Versionize};
+use versionize::{prelude::Versionize, VersionMap};
 
 #[test]
 fn test_derive_hygiene_shadowed_names() {

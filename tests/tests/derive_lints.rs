@@ -15,7 +15,7 @@
 )]
 #![allow(clippy::trivially_copy_pass_by_ref, reason = "default_fn takes &self")]
 
-use versionize::{VersionMap, Versionize, VersionizeError, VersionizeResult};
+use versionize::{prelude::Versionize, VersionMap, VersionizeError, VersionizeResult};
 
 #[derive(Clone, Debug, PartialEq, Versionize)]
 #[deprecated = "replaced by something else"]

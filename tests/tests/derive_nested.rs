@@ -2,7 +2,7 @@
 //! `VersionMap` to its own version, and errors carry the path through the nesting.
 
 use integration_tests::{from_bytes, round_trip, to_bytes};
-use versionize::{VersionMap, Versionize, VersionizeError, VersionizeResult};
+use versionize::{prelude::Versionize, VersionMap, VersionizeError, VersionizeResult};
 
 #[derive(Clone, Debug, PartialEq, Versionize)]
 struct Inner {

@@ -3,7 +3,7 @@
 //! `start`/`end`, variants with their indexes.
 
 use versionize::schema::{export, TypeKind};
-use versionize::{VersionMap, Versionize, VersionizeResult};
+use versionize::{prelude::Versionize, VersionMap, VersionizeResult};
 
 #[derive(Clone, Debug, PartialEq, Versionize)]
 struct Inner<T, const N: usize> {
@@ -105,25 +105,25 @@ fn test_derive_schema_describes_fields_and_variants() {
 }
 
 mod net {
-    #[derive(versionize::Versionize)]
+    #[derive(versionize::prelude::Versionize)]
     pub(crate) struct Config {
         pub(crate) mtu: u16,
     }
 
-    #[derive(versionize::Versionize)]
+    #[derive(versionize::prelude::Versionize)]
     pub(crate) struct Ring<D, const N: usize> {
         pub(crate) descriptors: [D; N],
     }
 }
 
 mod block {
-    #[derive(versionize::Versionize)]
+    #[derive(versionize::prelude::Versionize)]
     pub(crate) struct Config {
         pub(crate) read_only: bool,
     }
 }
 
-#[derive(versionize::Versionize)]
+#[derive(versionize::prelude::Versionize)]
 struct Devices {
     net: net::Config,
     block: block::Config,

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 
 use integration_tests::{from_bytes, round_trip, round_trip_lossless, to_bytes};
-use versionize::{VersionMap, Versionize, VersionizeError, VersionizeResult};
+use versionize::{prelude::Versionize, VersionMap, VersionizeError, VersionizeResult};
 
 thread_local! {
     /// What each hook saw and did, in call order (one log per test thread).
@@ -438,7 +438,7 @@ fn test_derive_struct_without_ser_fn_needs_no_clone() {
 mod clone_count {
     use std::cell::Cell;
 
-    use versionize::{Versionize, VersionizeResult};
+    use versionize::{prelude::Versionize, VersionizeResult};
 
     thread_local! {
         pub(crate) static CLONES: Cell<u32> = const { Cell::new(0) };

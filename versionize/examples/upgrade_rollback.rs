@@ -1,7 +1,7 @@
 //! A state struct that gained a field between two builds: written by the new build in the
 //! old layout (rollback), read back by the new build (upgrade), with the bytes shown.
 
-use versionize::{VersionMap, Versionize, VersionizeResult};
+use versionize::{prelude::Versionize, VersionMap, VersionizeResult};
 
 /// A virtio block device's state as of app version 2.
 #[derive(Clone, Debug, PartialEq, Versionize)]

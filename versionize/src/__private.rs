@@ -1,5 +1,10 @@
 //! Items used by code that `#[derive(Versionize)]` generates. Not a public API: it may
 //! change in any release.
+//!
+//! Generated code names the runtime only through this module (and the `Versionize` trait
+//! itself), never `versionize::VersionMap`, `versionize::schema::...` or an error variant
+//! directly: the public types can then grow (`#[non_exhaustive]` structs and enums, new
+//! fields) while code derived against an older release keeps compiling.
 
 pub use std::any::TypeId;
 pub use std::clone::Clone;
@@ -9,7 +14,109 @@ pub use std::option::Option::{self, None, Some};
 pub use std::result::Result::{self, Err, Ok};
 pub use std::stringify;
 
-use crate::{VersionMap, VersionizeError, VersionizeResult};
+pub use crate::schema::{FieldSchema, SchemaBuilder, TypeKind, TypeSchema, VariantSchema};
+pub use crate::{VersionMap, VersionizeError, VersionizeResult};
+
+use crate::limits::DecodeScope;
+
+/// Enters the decode scope of one derived value: counts nesting depth and shares the
+/// allocation budget of the top-level decode. Hold the guard until the value is built.
+///
+/// # Errors
+/// [`VersionizeError::DepthLimit`] when nesting is deeper than the map's limits allow.
+#[inline]
+pub fn enter_decode_scope(version_map: &VersionMap) -> VersionizeResult<DecodeScope> {
+    DecodeScope::enter(version_map.limits())
+}
+
+/// Adds the frame "`type_name`.`field` at `version`" to an error from a field or hook.
+#[cold]
+#[must_use]
+pub fn in_field(
+    error: VersionizeError,
+    type_name: &'static str,
+    field: Option<&'static str>,
+    version: u16,
+) -> VersionizeError {
+    error.in_field(type_name, field, version)
+}
+
+/// The error for an enum variant index that does not exist at the version being read.
+#[cold]
+#[must_use]
+pub fn unknown_variant(type_name: &'static str, index: u32, version: u16) -> VersionizeError {
+    VersionizeError::UnknownVariant {
+        type_name,
+        index,
+        version,
+    }
+}
+
+/// The error for a chain of variant substitutions that loops.
+#[cold]
+#[must_use]
+pub fn variant_cycle(
+    type_name: &'static str,
+    variant: &'static str,
+    version: u16,
+) -> VersionizeError {
+    VersionizeError::VariantCycle {
+        type_name,
+        variant,
+        version,
+    }
+}
+
+/// The error of the stub impl that the derive emits next to its compile errors (never
+/// returned by a program that compiles).
+#[cold]
+#[must_use]
+pub fn derive_failed(type_name: &'static str) -> VersionizeError {
+    VersionizeError::Semantic(format!(
+        "the Versionize derive of {type_name} did not compile"
+    ))
+}
+
+/// `FieldSchema` of a field for `describe`.
+#[must_use]
+pub fn schema_field(name: &str, ty: String, start: u16, end: Option<u16>) -> FieldSchema {
+    FieldSchema::new(name, ty, start, end)
+}
+
+/// `VariantSchema` of an enum variant for `describe`.
+#[must_use]
+pub fn schema_variant(
+    name: &str,
+    index: u32,
+    start: u16,
+    end: Option<u16>,
+    fields: Vec<FieldSchema>,
+) -> VariantSchema {
+    VariantSchema::new(name, index, start, end, fields)
+}
+
+/// The `TypeKind` of a struct with `fields`.
+#[must_use]
+pub fn schema_struct(fields: Vec<FieldSchema>) -> TypeKind {
+    TypeKind::Struct { fields }
+}
+
+/// The `TypeKind` of an enum with `variants`.
+#[must_use]
+pub fn schema_enum(variants: Vec<VariantSchema>) -> TypeKind {
+    TypeKind::Enum { variants }
+}
+
+/// The `TypeSchema` that `describe` records for a derived type.
+#[must_use]
+pub fn schema_type(name: String, version: u16, latest_version: u16, kind: TypeKind) -> TypeSchema {
+    TypeSchema {
+        name,
+        version,
+        latest_version,
+        kind,
+    }
+}
 
 /// Maps `app_version` to the version of `T`, checking both the app version and that the
 /// mapped version exists for `T` (`1..=latest`).

@@ -13,7 +13,7 @@
 //!
 //! # Example
 //! ```
-//! use versionize::{VersionMap, Versionize, VersionizeResult};
+//! use versionize::prelude::*;
 //!
 //! #[derive(Debug, PartialEq, Versionize)]
 //! struct Uart {
@@ -47,6 +47,11 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The sections below are the reference of `#[derive(Versionize)]`; `docs/VERSIONING.md` in
+//! the repository has a recipe for each kind of change.
+//!
+#![doc = include_str!("derive.md")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -54,6 +59,7 @@ pub mod crc;
 mod error;
 mod impls;
 pub mod limits;
+pub mod prelude;
 pub mod schema;
 mod version_map;
 
@@ -66,7 +72,6 @@ use std::io::{Read, Write};
 pub use crate::error::{ErrorFrame, ErrorPath, VersionizeError, VersionizeResult};
 pub use crate::limits::{DecodeScope, Limits};
 pub use crate::version_map::VersionMap;
-pub use versionize_derive::Versionize;
 
 /// A type that can be written at any of its versions and read from any of them.
 ///

@@ -18,7 +18,7 @@
 //! # Example
 //! ```
 //! use versionize::schema::{compare, export};
-//! use versionize::{VersionMap, Versionize};
+//! use versionize::prelude::*;
 //!
 //! #[derive(Versionize)]
 //! struct Pit {

@@ -45,7 +45,7 @@ impl Hasher for TypeIdHasher {
 ///
 /// # Example
 /// ```
-/// use versionize::{VersionMap, Versionize};
+/// use versionize::prelude::*;
 ///
 /// struct Regs;
 /// let mut map = VersionMap::new();
@@ -115,11 +115,11 @@ impl VersionMap {
     ///
     /// # Example
     /// ```
-    /// use versionize::{VersionMap, Versionize};
+    /// use versionize::prelude::*;
     ///
     /// /// A library's state types and its published version map.
     /// mod lib {
-    ///     use versionize::Versionize;
+    ///     use versionize::prelude::Versionize;
     ///
     ///     #[derive(Versionize)]
     ///     pub struct Regs {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use versionize::schema::{
     check_latest, compare, export, Difference, Schema, SchemaCheckError, SchemaGuard,
 };
-use versionize::{VersionMap, Versionize, VersionizeResult};
+use versionize::{prelude::Versionize, VersionMap, VersionizeResult};
 
 /// The schema as the build it simulates would export it: each module of this file stands
 /// for one build of the same crate, so its name is dropped from the paths
@@ -504,20 +504,20 @@ fn test_schema_rule_different_app_versions_are_not_compared_silently() {
 
 mod old {
     pub(crate) mod net {
-        #[derive(versionize::Versionize)]
+        #[derive(versionize::prelude::Versionize)]
         pub(crate) struct Config {
             pub(crate) mtu: u16,
             pub(crate) csum: bool,
         }
     }
     pub(crate) mod block {
-        #[derive(versionize::Versionize)]
+        #[derive(versionize::prelude::Versionize)]
         pub(crate) struct Config {
             pub(crate) read_only: bool,
             pub(crate) writable_cache: bool,
         }
     }
-    #[derive(versionize::Versionize)]
+    #[derive(versionize::prelude::Versionize)]
     pub(crate) struct Devices {
         pub(crate) net: net::Config,
         pub(crate) block: block::Config,
@@ -527,13 +527,13 @@ mod old {
 mod swapped {
     pub(crate) mod block {
         /// The two bools swapped in place: a read-only disk reads back writable.
-        #[derive(versionize::Versionize)]
+        #[derive(versionize::prelude::Versionize)]
         pub(crate) struct Config {
             pub(crate) writable_cache: bool,
             pub(crate) read_only: bool,
         }
     }
-    #[derive(versionize::Versionize)]
+    #[derive(versionize::prelude::Versionize)]
     pub(crate) struct Devices {
         pub(crate) net: crate::old::net::Config,
         pub(crate) block: block::Config,
@@ -972,7 +972,7 @@ mod renamed {
     }
 
     pub(crate) mod arch {
-        #[derive(versionize::Versionize)]
+        #[derive(versionize::prelude::Versionize)]
         pub(crate) struct Registers {
             pub(crate) rip: u64,
             pub(crate) rflags: u64,

@@ -6,6 +6,7 @@
 
 use proc_macro2::Span;
 use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
 use syn::{Attribute, Expr, ExprLit, Lit, LitInt, LitStr, Meta, MetaNameValue, Token, UnOp};
 
 use crate::ctxt::Ctxt;
@@ -26,7 +27,7 @@ impl Position {
     /// The keys accepted here, as listed in error messages.
     fn expected_keys(self) -> &'static str {
         match self {
-            Position::Field => "`start`, `end`, `default_fn`, `ser_fn` or `de_fn`",
+            Position::Field => "`start`, `end`, `default_fn`, `ser_fn`, `de_fn` or `ser_value_fn`",
             Position::Variant => "`start`, `end` or `default_fn`",
         }
     }
@@ -41,7 +42,7 @@ pub(crate) struct VersionNumber {
     pub(crate) span: Span,
 }
 
-/// A `default_fn`, `ser_fn` or `de_fn` value: the function it names.
+/// A `default_fn`, `ser_fn`, `de_fn` or `ser_value_fn` value: the function it names.
 #[derive(Clone)]
 pub(crate) struct Hook {
     /// The path parsed from the string literal; its tokens carry the literal's span, so a
@@ -49,6 +50,9 @@ pub(crate) struct Hook {
     pub(crate) path: syn::Path,
     /// The span of the string literal.
     pub(crate) span: Span,
+    /// The span of the key (`default_fn`...), which errors about the hook's placement and
+    /// the expected signature point at.
+    pub(crate) key_span: Span,
 }
 
 /// Everything the `#[version(...)]` attributes of one field or variant say.
@@ -67,6 +71,9 @@ pub(crate) struct VersionAttrs {
     pub(crate) ser_fn: Option<Hook>,
     /// Runs after reading a version in which the field is absent.
     pub(crate) de_fn: Option<Hook>,
+    /// Computes the value written for a field with an `end` at the versions that still
+    /// have it (what builds older than `end` receive).
+    pub(crate) ser_value_fn: Option<Hook>,
 }
 
 /// Whether `attr` is a `#[version...]` attribute.
@@ -89,8 +96,10 @@ pub(crate) fn parse_version_attrs(
             Meta::Path(_) | Meta::NameValue(_) => {
                 cx.error_spanned_by(
                     attr,
-                    "expected `#[version(key = value, ...)]` with keys among `start`, `end`, \
-                     `default_fn`, `ser_fn`, `de_fn`",
+                    format!(
+                        "expected `#[version(key = value, ...)]` with keys among {}",
+                        position.expected_keys()
+                    ),
                 );
                 continue;
             }
@@ -130,7 +139,7 @@ fn parse_item(
     };
     let known = matches!(
         name.as_str(),
-        "start" | "end" | "default_fn" | "ser_fn" | "de_fn"
+        "start" | "end" | "default_fn" | "ser_fn" | "de_fn" | "ser_value_fn"
     );
     if !known {
         cx.error_spanned_by(
@@ -142,7 +151,8 @@ fn parse_item(
         );
         return;
     }
-    if position == Position::Variant && (name == "ser_fn" || name == "de_fn") {
+    if position == Position::Variant && matches!(name.as_str(), "ser_fn" | "de_fn" | "ser_value_fn")
+    {
         cx.error_spanned_by(
             key,
             format!(
@@ -172,9 +182,10 @@ fn parse_item(
     match name.as_str() {
         "start" => out.start = parse_version_number(cx, &name, value),
         "end" => out.end = parse_version_number(cx, &name, value),
-        "default_fn" => out.default_fn = parse_hook(cx, &name, value),
-        "ser_fn" => out.ser_fn = parse_hook(cx, &name, value),
-        _ => out.de_fn = parse_hook(cx, &name, value),
+        "default_fn" => out.default_fn = parse_hook(cx, key, &name, value),
+        "ser_fn" => out.ser_fn = parse_hook(cx, key, &name, value),
+        "de_fn" => out.de_fn = parse_hook(cx, key, &name, value),
+        _ => out.ser_value_fn = parse_hook(cx, key, &name, value),
     }
 }
 
@@ -250,8 +261,8 @@ fn negative_message(key: &str) -> String {
     format!("`{key}` must not be negative: versions are numbered from 1 to 65535")
 }
 
-/// Reads the value of `default_fn`, `ser_fn` or `de_fn`: a string literal naming a function.
-fn parse_hook(cx: &mut Ctxt, key: &str, value: &Expr) -> Option<Hook> {
+/// Reads the value of a hook key: a string literal naming a function.
+fn parse_hook(cx: &mut Ctxt, key_path: &syn::Path, key: &str, value: &Expr) -> Option<Hook> {
     let Expr::Lit(ExprLit {
         lit: Lit::Str(lit), ..
     }) = ungroup(value)
@@ -264,16 +275,17 @@ fn parse_hook(cx: &mut Ctxt, key: &str, value: &Expr) -> Option<Hook> {
         );
         return None;
     };
-    hook_from_literal(cx, key, lit)
+    hook_from_literal(cx, key, lit).map(|(path, span)| Hook {
+        path,
+        span,
+        key_span: key_path.span(),
+    })
 }
 
 /// Parses the function path out of a hook's string literal.
-fn hook_from_literal(cx: &mut Ctxt, key: &str, lit: &LitStr) -> Option<Hook> {
+fn hook_from_literal(cx: &mut Ctxt, key: &str, lit: &LitStr) -> Option<(syn::Path, Span)> {
     match lit.parse::<syn::Path>() {
-        Ok(path) => Some(Hook {
-            path,
-            span: lit.span(),
-        }),
+        Ok(path) => Some((path, lit.span())),
         Err(_) => {
             cx.error(
                 lit.span(),
@@ -317,7 +329,7 @@ mod tests {
         let attrs: Vec<Attribute> = vec![
             parse_quote!(#[doc = "not ours"]),
             parse_quote!(#[version(start = 2, end = 5u16, default_fn = "d")]),
-            parse_quote!(#[version(ser_fn = "s", de_fn = "helpers::de")]),
+            parse_quote!(#[version(ser_fn = "s", de_fn = "helpers::de", ser_value_fn = "v")]),
         ];
         let (parsed, errors) = parse(&attrs, Position::Field);
         assert!(errors.is_empty(), "{errors:?}");
@@ -328,6 +340,7 @@ mod tests {
         assert_eq!(path(parsed.default_fn), Some("d".to_owned()));
         assert_eq!(path(parsed.ser_fn), Some("s".to_owned()));
         assert_eq!(path(parsed.de_fn), Some("helpers :: de".to_owned()));
+        assert_eq!(path(parsed.ser_value_fn), Some("v".to_owned()));
     }
 
     #[test]
@@ -349,10 +362,11 @@ mod tests {
 
     #[test]
     fn test_attr_variant_refuses_field_hooks() {
-        let attrs: Vec<Attribute> =
-            vec![parse_quote!(#[version(start = 2, ser_fn = "s", de_fn = "d")])];
+        let attrs: Vec<Attribute> = vec![
+            parse_quote!(#[version(start = 2, ser_fn = "s", de_fn = "d", ser_value_fn = "v")]),
+        ];
         let (_, errors) = parse(&attrs, Position::Variant);
-        assert_eq!(errors.len(), 2);
+        assert_eq!(errors.len(), 3);
         assert!(errors
             .iter()
             .all(|e| e.contains("not supported on an enum variant")));

@@ -1,8 +1,8 @@
 //! Rules that span more than one attribute key, one function each. Every rule records its
 //! errors in the [`Ctxt`] and lets the others run, so all mistakes are reported together.
 
-use crate::ast::{Data, Input, Presence, Variant};
-use crate::attr::{self, VersionAttrs};
+use crate::ast::{Data, Field, Input, Presence, Variant};
+use crate::attr::{self, Hook, VersionAttrs};
 use crate::ctxt::Ctxt;
 
 /// Runs every rule on `input`.
@@ -13,13 +13,21 @@ pub(crate) fn check(cx: &mut Ctxt, input: &Input<'_>) {
     match &input.data {
         Data::Struct(fields) => {
             for field in fields {
-                start_before_end(cx, &field.attrs);
+                // The rules on hooks read the field's versions, which mean nothing when
+                // `start >= end` (already reported).
+                if start_before_end(cx, &field.attrs) {
+                    field_hooks_can_run(cx, input, field);
+                    no_ser_fn_on_retired_field(cx, field);
+                    ser_value_fn_needs_end(cx, field);
+                }
             }
         }
         Data::Enum(variants) => {
             not_empty_enum(cx, input, variants);
             for variant in variants {
-                start_before_end(cx, &variant.attrs);
+                if start_before_end(cx, &variant.attrs) {
+                    variant_default_fn_can_run(cx, input, variant);
+                }
                 absent_variant_has_default(cx, variant);
                 no_version_on_variant_fields(cx, variant);
             }
@@ -64,7 +72,8 @@ fn no_version_on_type(cx: &mut Ctxt, input: &Input<'_>) {
 }
 
 /// `end` is exclusive, so a field or variant with `start >= end` would exist at no version.
-fn start_before_end(cx: &mut Ctxt, attrs: &VersionAttrs) {
+/// Returns whether the versions are consistent.
+fn start_before_end(cx: &mut Ctxt, attrs: &VersionAttrs) -> bool {
     if let (Some(start), Some(end)) = (attrs.start, attrs.end) {
         if start.value >= end.value {
             cx.error(
@@ -75,7 +84,96 @@ fn start_before_end(cx: &mut Ctxt, attrs: &VersionAttrs) {
                     end.value, start.value
                 ),
             );
+            return false;
         }
+    }
+    true
+}
+
+/// `default_fn`, `ser_fn` and `de_fn` run only at versions where their field is absent. A
+/// field present at every version is never absent, so they would never run (the original
+/// derive accepted them silently).
+fn field_hooks_can_run(cx: &mut Ctxt, input: &Input<'_>, field: &Field<'_>) {
+    if !field.presence().is_always() {
+        return;
+    }
+    let hooks = [
+        ("default_fn", &field.attrs.default_fn, "read"),
+        ("ser_fn", &field.attrs.ser_fn, "written"),
+        ("de_fn", &field.attrs.de_fn, "read"),
+    ];
+    for (key, hook, when) in hooks {
+        if let Some(hook) = hook {
+            cx.error(
+                hook.key_span,
+                format!(
+                    "`{key}` never runs: it runs when a version without field `{}` is {when}, \
+                     but the field exists at every version of `{}` (no `start` above 1, no \
+                     `end`); remove it, or give the field the `start` or `end` it lacks",
+                    field.name, input.name
+                ),
+            );
+        }
+    }
+}
+
+/// A `ser_fn` runs when writing a version where its field is absent; for a retired field
+/// (`end` without `start`) those are the versions from `end` on, where the field is not
+/// written. It looks like it computes what older builds receive but cannot: that is
+/// `ser_value_fn`.
+fn no_ser_fn_on_retired_field(cx: &mut Ctxt, field: &Field<'_>) {
+    let presence = field.presence();
+    let (Some(hook), Some(end), true) = (&field.attrs.ser_fn, presence.end, presence.start <= 1)
+    else {
+        return;
+    };
+    cx.error(
+        hook.key_span,
+        format!(
+            "`ser_fn` on retired field `{name}` runs only when writing versions {end} and later, \
+             where `{name}` is not written, so it cannot set the value that versions before \
+             {end} receive; to compute that value, use `ser_value_fn = \"...\"` naming a \
+             `fn(&self, u16) -> VersionizeResult<T>` (T the field's type)",
+            name = field.name
+        ),
+    );
+}
+
+/// `ser_value_fn` replaces the in-memory value of a retired field at the versions that still
+/// write it. On a field without `end` it would also replace it at the latest version, so
+/// the bytes would not be the state.
+fn ser_value_fn_needs_end(cx: &mut Ctxt, field: &Field<'_>) {
+    if let (Some(hook), None) = (&field.attrs.ser_value_fn, field.presence().end) {
+        cx.error(
+            hook.key_span,
+            format!(
+                "`ser_value_fn` computes the value written for a retired field at the versions \
+                 that still have it, but field `{}` has no `end`, so it is written at the \
+                 latest version from its value in memory; give it `end = N`, or, to fill an \
+                 older field when writing older versions, use `ser_fn`",
+                field.name
+            ),
+        );
+    }
+}
+
+/// A variant's `default_fn` runs when writing a version without the variant; a variant
+/// present at every version is never replaced.
+fn variant_default_fn_can_run(cx: &mut Ctxt, input: &Input<'_>, variant: &Variant<'_>) {
+    let Some(hook): Option<&Hook> = variant.attrs.default_fn.as_ref() else {
+        return;
+    };
+    if variant.presence().is_always() {
+        cx.error(
+            hook.key_span,
+            format!(
+                "`default_fn` never runs: it replaces variant `{}` when writing a version \
+                 without it, but the variant exists at every version of `{}` (no `start` \
+                 above 1, no `end`); remove it, or give the variant the `start` or `end` it \
+                 lacks",
+                variant.name, input.name
+            ),
+        );
     }
 }
 
@@ -184,6 +282,60 @@ mod tests {
         assert!(errors[2].contains("must be greater than `start`"));
         assert!(errors[3].contains("variant `B` does not exist at every version"));
         assert!(errors[4].contains("field of an enum variant"));
+    }
+
+    #[test]
+    fn test_check_refuses_hooks_that_never_run_or_never_reach_the_bytes() {
+        let input: DeriveInput = parse_quote! {
+            struct S {
+                #[version(default_fn = "a", ser_fn = "b", de_fn = "c")]
+                always: u8,
+                #[version(start = 1, ser_value_fn = "d")]
+                also_always: u8,
+                #[version(start = 2, ser_value_fn = "e")]
+                added: u8,
+                #[version(end = 3, ser_fn = "f")]
+                retired: u8,
+            }
+        };
+        let found = errors(&input);
+        assert_eq!(found.len(), 6, "{found:?}");
+        assert!(found[0].starts_with("`default_fn` never runs"), "{found:?}");
+        assert!(found[1].starts_with("`ser_fn` never runs"), "{found:?}");
+        assert!(found[2].starts_with("`de_fn` never runs"), "{found:?}");
+        assert!(
+            found[3].contains("field `also_always` has no `end`"),
+            "{found:?}"
+        );
+        assert!(found[4].contains("field `added` has no `end`"), "{found:?}");
+        assert!(
+            found[5].contains("`ser_fn` on retired field `retired`"),
+            "{found:?}"
+        );
+
+        let input: DeriveInput = parse_quote! {
+            enum E { #[version(default_fn = "f")] A, #[version(start = 1, default_fn = "g")] B }
+        };
+        let found = errors(&input);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found
+            .iter()
+            .all(|e| e.starts_with("`default_fn` never runs")));
+    }
+
+    #[test]
+    fn test_check_accepts_every_hook_that_can_run() {
+        let input: DeriveInput = parse_quote! {
+            struct S {
+                #[version(start = 2, default_fn = "a", ser_fn = "b", de_fn = "c")]
+                added: u8,
+                #[version(end = 3, default_fn = "a", de_fn = "c", ser_value_fn = "d")]
+                retired: u8,
+                #[version(start = 2, end = 3, default_fn = "a", ser_fn = "b", de_fn = "c", ser_value_fn = "d")]
+                window: u8,
+            }
+        };
+        assert!(errors(&input).is_empty(), "{:?}", errors(&input));
     }
 
     #[test]

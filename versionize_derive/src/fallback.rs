@@ -9,6 +9,7 @@ use syn::DeriveInput;
 /// The compile errors of `error` followed by a stub `Versionize` impl for `input`.
 pub(crate) fn expand(input: &DeriveInput, error: &syn::Error) -> TokenStream {
     let ty = &input.ident;
+    let type_name = ty.to_string();
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let error = error.to_compile_error();
     quote! {
@@ -20,22 +21,18 @@ pub(crate) fn expand(input: &DeriveInput, error: &syn::Error) -> TokenStream {
             fn serialize<__W: ::versionize::__private::Write>(
                 &self,
                 _: &mut __W,
-                _: &::versionize::VersionMap,
+                _: &::versionize::__private::VersionMap,
                 _: ::core::primitive::u16,
-            ) -> ::versionize::VersionizeResult<()> {
-                ::versionize::__private::Err(::versionize::VersionizeError::Semantic(
-                    ::std::string::String::new(),
-                ))
+            ) -> ::versionize::__private::VersionizeResult<()> {
+                ::versionize::__private::Err(::versionize::__private::derive_failed(#type_name))
             }
 
             fn deserialize<__R: ::versionize::__private::Read>(
                 _: &mut __R,
-                _: &::versionize::VersionMap,
+                _: &::versionize::__private::VersionMap,
                 _: ::core::primitive::u16,
-            ) -> ::versionize::VersionizeResult<Self> {
-                ::versionize::__private::Err(::versionize::VersionizeError::Semantic(
-                    ::std::string::String::new(),
-                ))
+            ) -> ::versionize::__private::VersionizeResult<Self> {
+                ::versionize::__private::Err(::versionize::__private::derive_failed(#type_name))
             }
 
             fn version() -> ::core::primitive::u16 {

@@ -1,11 +1,15 @@
 //! `#[derive(Versionize)]`: per-field versioning for the `versionize` crate.
 //!
-//! Use it through `versionize`, which re-exports it next to the trait:
-//! `use versionize::Versionize;` brings both.
+//! New code reaches it through `versionize`: `use versionize::prelude::*;` brings the trait
+//! and this derive under one name. Code written for versionize_derive 0.1.6 keeps
+//! `use versionize_derive::Versionize;` next to `use versionize::{..., Versionize, ...};`.
+//! The reference of the `#[version(...)]` attribute (keys, hook signatures, when each hook
+//! runs, which placements are refused) is in the crate documentation of `versionize`,
+//! sections "The `#[version]` attribute" and "Importing the derive".
 //!
 //! # Example
 //! ```
-//! use versionize::{VersionMap, Versionize, VersionizeError, VersionizeResult};
+//! use versionize::prelude::*;
 //!
 //! #[derive(Clone, Debug, PartialEq, Versionize)]
 //! struct Pit {
@@ -61,27 +65,6 @@
 //! parameters, which get `T: Versionize + 'static` bounds. Unions and lifetime parameters
 //! are refused (use a tagged enum or an owned type, or write the impl by hand).
 //!
-//! # `#[version(...)]` on a struct field
-//! | key | value | meaning |
-//! |---|---|---|
-//! | `start` | integer `1..=65535`, default 1 | first type version that has the field |
-//! | `end` | integer `2..=65535`, above `start` | first type version that no longer has it (exclusive) |
-//! | `default_fn` | `"name"` of a `fn(u16) -> FieldType` | value of the field when reading a version without it (else `Default::default()`) |
-//! | `ser_fn` | `"name"` of a `fn(&mut self, u16) -> VersionizeResult<()>` | runs before writing a version without the field |
-//! | `de_fn` | `"name"` of a `fn(&mut self, u16) -> VersionizeResult<()>` | runs after reading a version without the field |
-//!
-//! A field exists at type version `v` when `start <= v && (no end || v < end)`. A bare name
-//! (`"default_x"`) is an associated function of the type (`Self::default_x`); a path with
-//! `::` (`"defaults::x"`) is called as written. The `u16` given to every hook is the
-//! **type** version being written or read, not the app version.
-//!
-//! # `#[version(...)]` on an enum variant
-//! `start` and `end` as for fields, and `default_fn` naming a
-//! `fn(&self, u16) -> VersionizeResult<Self>`, required when the variant does not exist at
-//! every version: writing the variant at a version without it writes what `default_fn`
-//! returns instead (a chain of replacements that loops is an error). Fields of variants
-//! take no `#[version]`.
-//!
 //! # The generated impl
 //! - `Versionize::version()` is the largest `start` or `end` of the fields or variants (at
 //!   least 1).
@@ -89,7 +72,8 @@
 //!   some field absent at that version has a `ser_fn`, it clones `self` once, runs those
 //!   hooks on the copy in declaration order and writes the present fields from the copy;
 //!   otherwise it writes from `self` without cloning (a `ser_fn` makes `Clone` required).
-//!   Enums write the `u32` little-endian variant index, then the variant's fields.
+//!   A retired field with a `ser_value_fn` is written as what it returns for the value (or
+//!   the copy). Enums write the `u32` little-endian variant index, then the variant's fields.
 //! - `deserialize` reads the present fields in declaration order, fills absent ones from
 //!   `default_fn` or `Default`, then runs the `de_fn` of every absent field in declaration
 //!   order. An enum index unknown at that version is an error.
@@ -114,7 +98,12 @@ mod fallback;
 
 use syn::{parse_macro_input, DeriveInput};
 
-/// Derives `versionize::Versionize`; see the [crate docs](crate) for the attributes.
+/// Derives `versionize::Versionize`.
+///
+/// The `#[version(start, end, default_fn, ser_fn, de_fn, ser_value_fn)]` attribute on fields
+/// and enum variants is described in the crate documentation of `versionize`, section "The
+/// `#[version]` attribute". (No links here: this text is also shown on the page of the
+/// re-export in `versionize`, where a link relative to this crate would not resolve.)
 #[proc_macro_derive(Versionize, attributes(version))]
 pub fn derive_versionize(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -129,5 +118,26 @@ fn derive(input: &DeriveInput) -> proc_macro2::TokenStream {
     match cx.check() {
         Ok(()) => expand::expand(&model),
         Err(error) => fallback::expand(input, &error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The derive's doc comment is also rendered on the page of its re-export in
+    /// `versionize`, where a link relative to this crate (`[..](crate)`, `[`Item`]`) points
+    /// nowhere: rustdoc does not resolve it there, and does not warn either.
+    #[test]
+    fn test_derive_docs_have_no_intra_doc_links() {
+        let source = include_str!("lib.rs");
+        let start = source
+            .find("/// Derives `versionize::Versionize`")
+            .unwrap_or_default();
+        let end = source[start..]
+            .find("#[proc_macro_derive")
+            .map_or(source.len(), |end| start + end);
+        let docs = &source[start..end];
+        assert!(!docs.is_empty());
+        assert!(!docs.contains("]("), "inline link in: {docs}");
+        assert!(!docs.contains("[`"), "intra-doc link in: {docs}");
     }
 }

@@ -1,6 +1,6 @@
 //! 16550 UART state, with the fields of `vm_superio::SerialState`.
 
-use versionize::Versionize;
+use versionize::prelude::Versionize;
 
 /// Registers and pending input of a 16550 UART.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]

@@ -1,6 +1,6 @@
 //! Virtqueue and virtio-mmio transport state.
 
-use versionize::Versionize;
+use versionize::prelude::Versionize;
 
 /// A virtqueue, with the fields of `virtio_queue::QueueState`.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]

@@ -1,4 +1,4 @@
-use versionize::{Versionize, VersionizeResult};
+use versionize::{prelude::Versionize, VersionizeResult};
 
 #[derive(Versionize)]
 struct Regs {

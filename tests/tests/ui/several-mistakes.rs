@@ -1,4 +1,4 @@
-use versionize::Versionize;
+use versionize::prelude::Versionize;
 
 // Every mistake of one input is reported at once, each on its own token.
 #[derive(Versionize)]

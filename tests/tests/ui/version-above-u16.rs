@@ -1,4 +1,4 @@
-use versionize::Versionize;
+use versionize::prelude::Versionize;
 
 #[derive(Versionize)]
 struct Regs {

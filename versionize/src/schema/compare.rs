@@ -16,14 +16,14 @@ use super::{names, FieldSchema, Schema, TypeKind, VariantSchema};
 /// # Example
 /// ```
 /// use versionize::schema::{compare, export, Renames};
-/// use versionize::{VersionMap, Versionize};
+/// use versionize::prelude::*;
 ///
 /// mod before {
-///     #[derive(versionize::Versionize)]
+///     #[derive(versionize::prelude::Versionize)]
 ///     pub struct Pit { pub cnt: u16 }
 /// }
 /// mod after {
-///     #[derive(versionize::Versionize)]
+///     #[derive(versionize::prelude::Versionize)]
 ///     pub struct Timer { pub count: u16 }
 /// }
 ///

@@ -182,7 +182,7 @@ fn file_name(app_version: u16) -> String {
 /// # Example
 /// ```
 /// use versionize::schema::{check_latest, SchemaCheckError};
-/// use versionize::{VersionMap, Versionize};
+/// use versionize::prelude::*;
 ///
 /// #[derive(Versionize)]
 /// struct Rtc {
@@ -249,7 +249,7 @@ type DescribeFn = fn(&mut SchemaBuilder<'_>) -> String;
 /// # Example
 /// ```
 /// use versionize::schema::{SchemaCheckError, SchemaGuard};
-/// use versionize::{VersionMap, Versionize};
+/// use versionize::prelude::*;
 ///
 /// #[derive(Versionize)]
 /// struct Pit {

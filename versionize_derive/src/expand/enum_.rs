@@ -15,7 +15,7 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 
 use super::{
-    absent_condition, bounded_generics, hook_path, impl_versionize, in_field, let_type_version,
+    absent_condition, bounded_generics, call_hook, impl_versionize, in_field, let_type_version,
     present_condition, read_field, schema, write_field,
 };
 use crate::ast::{Input, Variant};
@@ -74,11 +74,18 @@ fn serialize_body(input: &Input<'_>, variants: &[Variant<'_>]) -> TokenStream {
         .filter_map(|variant| {
             let absent = absent_condition(variant.presence())?;
             // `check` makes sure every such variant has a `default_fn`.
-            let path = hook_path(variant.attrs.default_fn.as_ref()?);
+            let hook = variant.attrs.default_fn.as_ref()?;
+            let call = call_hook(
+                hook,
+                &quote! {
+                    fn(&Self, ::core::primitive::u16) -> ::versionize::__private::VersionizeResult<Self>
+                },
+                &quote!(__current, __version),
+            );
             let ident = variant.ident;
             let in_field = in_field(input, &variant.name);
             Some(quote! {
-                Self::#ident { .. } if #absent => #path(__current, __version) #in_field?,
+                Self::#ident { .. } if #absent => #call #in_field?,
             })
         })
         .collect();
@@ -123,13 +130,13 @@ fn serialize_body(input: &Input<'_>, variants: &[Variant<'_>]) -> TokenStream {
             // Each replaceable variant can be replaced once on the way to a variant that
             // exists at the target version; one more replacement means a cycle.
             if __substitutions == #limit {
-                return ::versionize::__private::Err(::versionize::VersionizeError::VariantCycle {
-                    type_name: #type_name,
-                    variant: match self {
+                return ::versionize::__private::Err(::versionize::__private::variant_cycle(
+                    #type_name,
+                    match self {
                         #(#names,)*
                     },
-                    version: __version,
-                });
+                    __version,
+                ));
             }
             __substitutions += 1;
             __substitute = ::versionize::__private::Some(__next);
@@ -156,12 +163,10 @@ fn deserialize_body(input: &Input<'_>, variants: &[Variant<'_>]) -> TokenStream 
     });
     quote! {
         // Held to the end: counts nesting depth and shares the allocation budget.
-        let __scope = ::versionize::DecodeScope::enter(
-            ::versionize::VersionMap::limits(__version_map),
-        )?;
+        let __scope = ::versionize::__private::enter_decode_scope(__version_map)?;
         #let_version
         let __index = ::versionize::__private::read_variant_index(__reader).map_err(|__error| {
-            ::versionize::VersionizeError::in_field(
+            ::versionize::__private::in_field(
                 __error,
                 #type_name,
                 ::versionize::__private::None,
@@ -170,11 +175,11 @@ fn deserialize_body(input: &Input<'_>, variants: &[Variant<'_>]) -> TokenStream 
         })?;
         match __index {
             #(#arms)*
-            _ => ::versionize::__private::Err(::versionize::VersionizeError::UnknownVariant {
-                type_name: #type_name,
-                index: __index,
-                version: __version,
-            }),
+            _ => ::versionize::__private::Err(::versionize::__private::unknown_variant(
+                #type_name,
+                __index,
+                __version,
+            )),
         }
     }
 }

@@ -2,14 +2,18 @@
 //!
 //! Generated code names everything by absolute path (`::versionize::...`, `::core::...`) and
 //! its locals start with `__`, so it compiles with nothing imported and whatever the user
-//! shadows (`Result`, `Ok`, `Option`, `Vec`, `Box`...). Calls that need a trait of a field's
-//! type are spanned on that field, so a missing impl underlines the field.
+//! shadows (`Result`, `Ok`, `Option`, `Vec`, `Box`...). It reaches the runtime only through
+//! `::versionize::__private` and the `::versionize::Versionize` trait, so the runtime's public
+//! types can grow without breaking derived code. Calls that need a trait of a field's type
+//! are spanned on that field, so a missing impl underlines the field; every hook is called
+//! through a fn pointer of its expected signature, spanned on its key and literal, so a
+//! function with another signature is reported there with the signature it must have.
 
 mod enum_;
 mod schema;
 mod struct_;
 
-use proc_macro2::{Ident, Literal, Span, TokenStream, TokenTree};
+use proc_macro2::{Group, Ident, Literal, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::{parse_quote, Generics, Type, WherePredicate};
 
@@ -58,17 +62,17 @@ fn impl_versionize(
             fn serialize<__W: ::versionize::__private::Write>(
                 &self,
                 __writer: &mut __W,
-                __version_map: &::versionize::VersionMap,
+                __version_map: &::versionize::__private::VersionMap,
                 __app_version: ::core::primitive::u16,
-            ) -> ::versionize::VersionizeResult<()> {
+            ) -> ::versionize::__private::VersionizeResult<()> {
                 #serialize
             }
 
             fn deserialize<__R: ::versionize::__private::Read>(
                 __reader: &mut __R,
-                __version_map: &::versionize::VersionMap,
+                __version_map: &::versionize::__private::VersionMap,
                 __app_version: ::core::primitive::u16,
-            ) -> ::versionize::VersionizeResult<Self> {
+            ) -> ::versionize::__private::VersionizeResult<Self> {
                 #deserialize
             }
 
@@ -99,7 +103,7 @@ fn let_type_version(input: &Input<'_>) -> TokenStream {
 fn in_field(input: &Input<'_>, frame: &str) -> TokenStream {
     let type_name = &input.name;
     quote! {
-        .map_err(|__error| ::versionize::VersionizeError::in_field(
+        .map_err(|__error| ::versionize::__private::in_field(
             __error,
             #type_name,
             ::versionize::__private::Some(#frame),
@@ -147,6 +151,38 @@ fn hook_path(hook: &Hook) -> TokenStream {
     } else {
         path.to_token_stream()
     }
+}
+
+/// A call of `hook` with `args`, through a fn pointer of type `signature` so that a function
+/// with another signature is a type error naming the expected one: "expected fn pointer
+/// `fn(u16) -> _`", on the hook's literal, "expected due to this" on its key.
+fn call_hook(hook: &Hook, signature: &TokenStream, args: &TokenStream) -> TokenStream {
+    let path = hook_path(hook);
+    let signature = respan(signature.clone(), hook.key_span);
+    quote! {
+        {
+            let __hook: #signature = #path;
+            __hook(#args)
+        }
+    }
+}
+
+/// `tokens` shown at `span` (name resolution unchanged), so that a type error in a
+/// generated type points at one place instead of a range across the input.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut new = Group::new(group.delimiter(), respan(group.stream(), span));
+                new.set_span(group.span().located_at(span));
+                token = TokenTree::Group(new);
+            } else {
+                token.set_span(token.span().located_at(span));
+            }
+            token
+        })
+        .collect()
 }
 
 /// `__version` lies in the versions of `presence`; `None` when that holds at every version.
@@ -230,23 +266,117 @@ mod tests {
     #[test]
     fn test_expand_copies_only_for_ser_fn() {
         let plain: DeriveInput = parse_quote! {
-            struct S { #[version(start = 2, de_fn = "d")] a: u8, #[version(ser_fn = "s")] b: u8 }
+            struct S { #[version(start = 2, de_fn = "d")] a: u8, #[version(end = 2, ser_value_fn = "v")] b: u8 }
         };
-        // `b` exists at every version, so its `ser_fn` never runs: no copy, no `Clone`.
+        // No `ser_fn`: no copy, no `Clone`; `ser_value_fn` reads `self`.
         let code = expand(&plain);
         assert!(!code.contains("SerFnCopy"), "{code}");
-        assert!(!code.contains("Self :: s"), "{code}");
+        assert!(code.contains("let __hook : fn (& mut Self"), "{code}");
         assert!(
-            code.contains("Self :: d (& mut __object , __version)"),
+            code.contains("__hook (& mut __object , __version)"),
             "{code}"
         );
+        assert!(code.contains("__hook (__this , __version)"), "{code}");
 
         let hooked: DeriveInput = parse_quote! {
-            struct S { #[version(end = 3, ser_fn = "s")] a: u8 }
+            struct S { #[version(start = 3, ser_fn = "s")] a: u8 }
         };
         let code = expand(&hooked);
         assert!(code.contains("SerFnCopy"), "{code}");
-        assert!(code.contains("if __version >= 3"), "{code}");
+        assert!(code.contains("if __version < 3"), "{code}");
+    }
+
+    #[test]
+    fn test_expand_hooks_called_through_typed_fn_pointers() {
+        let input: DeriveInput = parse_quote! {
+            struct S {
+                #[version(start = 2, default_fn = "d", ser_fn = "s", de_fn = "e")]
+                a: Vec<u8>,
+                #[version(end = 2, ser_value_fn = "v")]
+                b: u16,
+            }
+        };
+        let code = expand(&input);
+        for signature in [
+            "let __hook : fn (:: core :: primitive :: u16) -> Vec < u8 > = Self :: d ;",
+            "let __hook : fn (& mut Self , :: core :: primitive :: u16) -> :: versionize :: \
+             __private :: VersionizeResult < () > = Self :: s ;",
+            "let __hook : fn (& mut Self , :: core :: primitive :: u16) -> :: versionize :: \
+             __private :: VersionizeResult < () > = Self :: e ;",
+            "let __hook : fn (& Self , :: core :: primitive :: u16) -> :: versionize :: \
+             __private :: VersionizeResult < u16 > = Self :: v ;",
+        ] {
+            assert!(code.contains(signature), "{signature}\n{code}");
+        }
+        let input: DeriveInput = parse_quote! {
+            enum E { A, #[version(start = 2, default_fn = "f")] B }
+        };
+        let code = expand(&input);
+        let signature = "let __hook : fn (& Self , :: core :: primitive :: u16) -> :: versionize \
+                         :: __private :: VersionizeResult < Self > = Self :: f ;";
+        assert!(code.contains(signature), "{code}");
+    }
+
+    /// Every `::versionize::X` path of generated code, but for those of `describe`.
+    fn runtime_paths(code: &str) -> Vec<String> {
+        let code = match code.find("fn describe") {
+            // `describe` is the last method of the impl.
+            Some(start) => &code[..start],
+            None => code,
+        };
+        code.match_indices(":: versionize :: ")
+            .map(|(at, prefix)| {
+                let rest = &code[at + prefix.len()..];
+                rest.split(' ').next().unwrap_or_default().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn test_expand_reaches_runtime_only_through_private() {
+        let inputs: [DeriveInput; 3] = [
+            parse_quote! {
+                struct S<T> {
+                    a: T,
+                    #[version(start = 2, default_fn = "d", ser_fn = "s", de_fn = "e")]
+                    b: u8,
+                    #[version(end = 2, ser_value_fn = "v")]
+                    c: u8,
+                }
+            },
+            parse_quote! {
+                enum E { A(u8), #[version(start = 2, default_fn = "f")] B { x: u16 } }
+            },
+            parse_quote!(
+                struct Unit;
+            ),
+        ];
+        for input in &inputs {
+            let code = expand(input);
+            let paths = runtime_paths(&code);
+            assert!(!paths.is_empty(), "{code}");
+            for path in paths {
+                assert!(
+                    path == "__private" || path == "Versionize",
+                    "generated code names `::versionize::{path}`: {code}"
+                );
+            }
+        }
+        // The stub emitted next to compile errors too.
+        let input: DeriveInput = parse_quote!(
+            struct S {
+                #[version(start = 0)]
+                a: u8,
+            }
+        );
+        let error = syn::Error::new(proc_macro2::Span::call_site(), "e");
+        let code = crate::fallback::expand(&input, &error).to_string();
+        for path in runtime_paths(&code) {
+            assert!(
+                path == "__private" || path == "Versionize",
+                "{path}: {code}"
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! Serialize at type version v: when some field absent at v has a `ser_fn`, `self` is
 //! cloned once, those hooks run on the copy in declaration order, and the present fields are
-//! written from the copy; otherwise they are written from `self` directly.
+//! written from the copy; otherwise they are written from `self` directly. A present field
+//! with a `ser_value_fn` is written as what that function returns for the value (or copy).
 //!
 //! Deserialize from type version v: present fields are read in declaration order, absent
 //! ones come from their `default_fn` or `Default`; then the `de_fn` of every absent field
@@ -15,7 +16,7 @@ use quote::{quote, quote_spanned};
 use syn::Type;
 
 use super::{
-    absent_condition, bounded_generics, hook_path, impl_versionize, in_field, let_type_version,
+    absent_condition, bounded_generics, call_hook, impl_versionize, in_field, let_type_version,
     present_condition, read_field, schema, write_field,
 };
 use crate::ast::{Field, Input};
@@ -45,7 +46,7 @@ struct ActiveHook<'a> {
 }
 
 /// The hooks picked by `pick` of the fields absent at some version, in declaration order.
-/// A hook of a field present at every version never runs (as in the original derive).
+/// (`check` refuses a hook on a field present at every version, which would never run.)
 fn hooks<'a>(
     fields: &'a [Field<'a>],
     pick: impl Fn(&'a Field<'a>) -> Option<&'a Hook>,
@@ -64,15 +65,19 @@ fn hooks<'a>(
         .collect()
 }
 
-/// Statements calling each hook whose field is absent at `__version` on `__object`.
+/// Statements calling each `ser_fn` or `de_fn` (a `fn(&mut Self, u16) ->
+/// VersionizeResult<()>`) whose field is absent at `__version` on `__object`.
 fn call_hooks(input: &Input<'_>, hooks: &[ActiveHook<'_>], object: &TokenStream) -> TokenStream {
+    let signature = quote! {
+        fn(&mut Self, ::core::primitive::u16) -> ::versionize::__private::VersionizeResult<()>
+    };
     let calls = hooks.iter().map(|active| {
-        let path = hook_path(active.hook);
         let absent = &active.absent;
         let in_field = in_field(input, &active.field.name);
+        let call = call_hook(active.hook, &signature, &quote!(&mut #object, __version));
         quote! {
             if #absent {
-                #path(&mut #object, __version) #in_field?;
+                #call #in_field?;
             }
         }
     });
@@ -113,7 +118,22 @@ fn serialize_body(
     };
     let writes = fields.iter().map(|field| {
         let member = &field.member;
-        let write = write_field(input, &field.name, field, &quote!(&__this.#member));
+        let write = match &field.attrs.ser_value_fn {
+            None => write_field(input, &field.name, field, &quote!(&__this.#member)),
+            Some(hook) => {
+                let ty = field.ty;
+                let signature = quote! {
+                    fn(&Self, ::core::primitive::u16) -> ::versionize::__private::VersionizeResult<#ty>
+                };
+                let call = call_hook(hook, &signature, &quote!(__this, __version));
+                let in_field = in_field(input, &field.name);
+                let write = write_field(input, &field.name, field, &quote!(&__value));
+                quote! {
+                    let __value: #ty = #call #in_field?;
+                    #write
+                }
+            }
+        };
         match present_condition(field.presence()) {
             Some(present) => quote!(if #present { #write }),
             None => write,
@@ -155,9 +175,7 @@ fn deserialize_body(input: &Input<'_>, fields: &[Field<'_>]) -> TokenStream {
     };
     quote! {
         // Held to the end: counts nesting depth and shares the allocation budget.
-        let __scope = ::versionize::DecodeScope::enter(
-            ::versionize::VersionMap::limits(__version_map),
-        )?;
+        let __scope = ::versionize::__private::enter_decode_scope(__version_map)?;
         #let_version
         #build
     }
@@ -167,8 +185,12 @@ fn deserialize_body(input: &Input<'_>, fields: &[Field<'_>]) -> TokenStream {
 fn absent_value(field: &Field<'_>) -> TokenStream {
     match &field.attrs.default_fn {
         Some(hook) => {
-            let path = hook_path(hook);
-            quote!(#path(__version))
+            let ty = field.ty;
+            call_hook(
+                hook,
+                &quote!(fn(::core::primitive::u16) -> #ty),
+                &quote!(__version),
+            )
         }
         None => {
             let ty = field.ty;
