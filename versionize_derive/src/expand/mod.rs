@@ -317,13 +317,8 @@ mod tests {
         assert!(code.contains(signature), "{code}");
     }
 
-    /// Every `::versionize::X` path of generated code, but for those of `describe`.
+    /// Every `::versionize::X` path of generated code.
     fn runtime_paths(code: &str) -> Vec<String> {
-        let code = match code.find("fn describe") {
-            // `describe` is the last method of the impl.
-            Some(start) => &code[..start],
-            None => code,
-        };
         code.match_indices(":: versionize :: ")
             .map(|(at, prefix)| {
                 let rest = &code[at + prefix.len()..];

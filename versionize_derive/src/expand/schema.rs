@@ -14,20 +14,20 @@ pub(super) fn describe_method(input: &Input<'_>, kind: &TokenStream) -> TokenStr
     let name = type_name(input);
     quote! {
         fn describe(
-            __builder: &mut ::versionize::schema::SchemaBuilder<'_>,
+            __builder: &mut ::versionize::__private::SchemaBuilder<'_>,
         ) -> ::std::string::String {
             let __name: ::std::string::String = #name;
-            if ::versionize::schema::SchemaBuilder::begin(__builder, &__name) {
+            if ::versionize::__private::SchemaBuilder::begin(__builder, &__name) {
                 let __kind = #kind;
-                let __version = ::versionize::schema::SchemaBuilder::type_version::<Self>(__builder);
-                ::versionize::schema::SchemaBuilder::finish(
+                let __version = ::versionize::__private::SchemaBuilder::type_version::<Self>(__builder);
+                ::versionize::__private::SchemaBuilder::finish(
                     __builder,
-                    ::versionize::schema::TypeSchema {
-                        name: ::std::string::ToString::to_string(&__name),
-                        version: __version,
-                        latest_version: <Self as ::versionize::Versionize>::version(),
-                        kind: __kind,
-                    },
+                    ::versionize::__private::schema_type(
+                        ::std::string::ToString::to_string(&__name),
+                        __version,
+                        <Self as ::versionize::Versionize>::version(),
+                        __kind,
+                    ),
                 );
             }
             __name
@@ -75,9 +75,7 @@ pub(super) fn struct_kind(fields: &[Field<'_>]) -> TokenStream {
         .iter()
         .map(|field| field_schema(field, field.presence()));
     quote! {
-        ::versionize::schema::TypeKind::Struct {
-            fields: ::std::vec![#(#fields),*],
-        }
+        ::versionize::__private::schema_struct(::std::vec![#(#fields),*])
     }
 }
 
@@ -96,7 +94,7 @@ pub(super) fn enum_kind(variants: &[Variant<'_>]) -> TokenStream {
             .iter()
             .map(|field| field_schema(field, always));
         quote! {
-            ::versionize::schema::VariantSchema::new(
+            ::versionize::__private::schema_variant(
                 #name,
                 #index,
                 #start,
@@ -106,9 +104,7 @@ pub(super) fn enum_kind(variants: &[Variant<'_>]) -> TokenStream {
         }
     });
     quote! {
-        ::versionize::schema::TypeKind::Enum {
-            variants: ::std::vec![#(#variants),*],
-        }
+        ::versionize::__private::schema_enum(::std::vec![#(#variants),*])
     }
 }
 
@@ -120,7 +116,7 @@ fn field_schema(field: &Field<'_>, presence: Presence) -> TokenStream {
     let versionize = versionize_of(field);
     let (start, end) = bounds(presence);
     quote! {
-        ::versionize::schema::FieldSchema::new(
+        ::versionize::__private::schema_field(
             #name,
             #versionize::describe(__builder),
             #start,
