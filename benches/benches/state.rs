@@ -333,8 +333,8 @@ mod kvm {
     use criterion::{BatchSize, Criterion, Throughput};
     use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
     use kvm_ioctls::{Kvm, VcpuFd, VmFd};
-    use kvm_state::microvm::{version_map, MicrovmState, CURRENT_APP_VERSION};
     use kvm_state::{restore_vcpu, restore_vm, save_vcpu, save_vm, VcpuState};
+    use kvm_state::{version_map, MicrovmState, CURRENT_APP_VERSION};
     use snapshot::Snapshot;
 
     use super::keep;
@@ -432,7 +432,7 @@ mod kvm {
                 return;
             }
         };
-        let msr_indices = match kvm_state::msr::savable_msr_indices(&kvm) {
+        let msr_indices = match kvm_state::savable_msr_indices(&kvm) {
             Ok(indices) => indices,
             Err(e) => {
                 println!("kvm: skipping: {e}");

@@ -251,7 +251,9 @@ mod run {
                 expected: 1,
             });
         };
-        restore_vcpu(target.vm(), target.vcpu(), vcpu_state)?;
+        let kvm = kvm_ioctls::Kvm::new().map_err(KvmStateError::OpenKvm)?;
+        let host = kvm_state::HostSupport::query(&kvm, target.vm())?;
+        restore_vcpu(target.vcpu(), vcpu_state, &host)?;
         let restore_kvm = t.elapsed();
         target.restore_devices(&loaded.devices)?;
         let after = target.run_to_end()?;

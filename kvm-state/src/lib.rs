@@ -31,7 +31,7 @@
 //!
 //! Every state type derives `versionize::Versionize`; [`MicrovmState`] gathers them with the
 //! device state and guest memory, and [`version_map`] is the app version map a VMM registers
-//! at start-up (history in [`microvm`]). A full save to a snapshot file and restore into a
+//! at start-up (history in [`version_map`]). A full save to a snapshot file and restore into a
 //! fresh VM on `/dev/kvm` (see `examples/microvm.rs` and `tests/microvm_snapshot.rs`):
 //!
 //! ```no_run
@@ -74,37 +74,56 @@
 
 #[cfg(target_arch = "x86_64")]
 pub mod demo;
-pub mod device;
+mod device;
 mod error;
 #[cfg(target_arch = "x86_64")]
-pub mod microvm;
+mod host;
 #[cfg(target_arch = "x86_64")]
-pub mod msr;
+mod microvm;
+#[cfg(target_arch = "x86_64")]
+mod msr;
+#[cfg(target_arch = "x86_64")]
+mod pause;
 #[cfg(test)]
 mod test_util;
 #[cfg(target_arch = "x86_64")]
-pub mod vcpu;
+mod vcpu;
 #[cfg(target_arch = "x86_64")]
-pub mod vm;
+mod vm;
+#[cfg(target_arch = "x86_64")]
+mod whole_vm;
 
-pub use device::serial::SerialState;
-pub use device::virtio::{MmioTransportState, QueueState};
+pub use device::{MmioTransportState, QueueState, SerialState};
 pub use error::{KvmStateError, Result};
+#[cfg(target_arch = "x86_64")]
+pub use host::HostSupport;
 #[cfg(target_arch = "x86_64")]
 pub use microvm::{
     version_map, DevicesState, MemoryRegionState, MicrovmState, APP_VERSION_1, APP_VERSION_2,
     CURRENT_APP_VERSION,
 };
 #[cfg(target_arch = "x86_64")]
-pub use msr::{MsrEntry, Msrs};
+pub use msr::{
+    get_msrs, is_savable_msr, savable_msr_indices, set_msrs, MsrEntry, Msrs, MAX_MSRS_PER_CALL,
+    MSR_IA32_KERNEL_GS_BASE, MSR_IA32_TSC, MSR_IA32_TSC_DEADLINE, MSR_KVM_PV_FIRST,
+    MSR_KVM_PV_LAST,
+};
+#[cfg(target_arch = "x86_64")]
+pub use pause::{pause_vcpu, VcpuKick};
 #[cfg(target_arch = "x86_64")]
 pub use vcpu::{
-    pause_vcpu, restore_vcpu, save_vcpu, Cpuid, CpuidEntry, DTable, DebugRegs, ExceptionEvent,
-    InterruptEvent, Lapic, MpState, NmiEvent, Regs, Segment, SmiEvent, Sregs, TripleFaultEvent,
-    VcpuEvents, VcpuState, Xcr, Xcrs, Xsave,
+    check_cpuid, check_vcpu, restore_tsc_khz, restore_vcpu, save_vcpu, xsave_size, Cpuid,
+    CpuidEntry, DTable, DebugRegs, ExceptionEvent, InterruptEvent, Lapic, MpState, NmiEvent, Regs,
+    Segment, SmiEvent, Sregs, TripleFaultEvent, VcpuEvents, VcpuState, Xcr, Xcrs, Xsave,
+    LAPIC_REGS_SIZE, LEGACY_XSAVE_SIZE, TSC_KHZ_TOLERANCE_PPM,
 };
 #[cfg(target_arch = "x86_64")]
 pub use vm::{
     restore_vm, save_vm, ClockState, IoapicState, IrqchipState, PicState, PitChannelState,
-    PitState, VmState,
+    PitState, VmState, CLOCK_HOST_ONLY_FLAGS, IOAPIC_NUM_PINS,
+};
+#[cfg(target_arch = "x86_64")]
+pub use whole_vm::{
+    check_restore, check_state, restore_microvm, save_microvm, CheckedRestore, GuestRegion,
+    VmLayout,
 };

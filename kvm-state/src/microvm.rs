@@ -33,8 +33,7 @@ use std::path::Path;
 use snapshot::{LoadOptions, Snapshot};
 use versionize::{Limits, VersionMap, Versionize};
 
-use crate::device::serial::SerialState;
-use crate::device::virtio::MmioTransportState;
+use crate::device::{MmioTransportState, SerialState};
 use crate::error::{KvmStateError, Result};
 use crate::vcpu::VcpuState;
 use crate::vm::{ClockState, VmState};
@@ -53,7 +52,7 @@ pub const CURRENT_APP_VERSION: u16 = APP_VERSION_2;
 /// # Example
 /// ```
 /// # #[cfg(target_arch = "x86_64")] {
-/// use kvm_state::microvm::{version_map, CURRENT_APP_VERSION};
+/// use kvm_state::{version_map, CURRENT_APP_VERSION};
 /// use kvm_state::VcpuState;
 /// use versionize::Versionize;
 ///
@@ -232,7 +231,7 @@ impl MicrovmState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::virtio::QueueState;
+    use crate::device::QueueState;
     use crate::test_util::{at_app_version, through_bytes};
     use crate::vcpu::Regs;
 
@@ -306,10 +305,7 @@ mod tests {
     /// changed without an entry in `version_map` fails here.
     #[test]
     fn test_version_map_covers_latest_type_versions() {
-        use crate::device::virtio::QueueState;
-        use crate::msr::{MsrEntry, Msrs};
-        use crate::vcpu::*;
-        use crate::vm::*;
+        use crate::*;
 
         fn check<T: Versionize + 'static>(map: &VersionMap, name: &str) {
             assert_eq!(

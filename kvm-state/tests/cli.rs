@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::TempDir;
-use kvm_state::device::virtio::QueueState;
+use kvm_state::QueueState;
 use kvm_state::{
     version_map, ClockState, DevicesState, MemoryRegionState, MicrovmState, MmioTransportState,
     Regs, SerialState, VcpuState, VmState, APP_VERSION_1, CURRENT_APP_VERSION,
