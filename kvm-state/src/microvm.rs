@@ -4,29 +4,6 @@
 //! A VMM builds [`version_map`] once and uses it for every snapshot it writes or reads: it
 //! writes at [`CURRENT_APP_VERSION`], or at an older app version when the snapshot is meant
 //! for an older build (rollback), and reads any app version up to its own.
-//!
-//! # Version history
-//!
-//! Every app version lists the types whose version changed; types not listed keep the version
-//! they had before (1 unless listed earlier).
-//!
-//! | app version | type changes | why |
-//! |---|---|---|
-//! | 1 ([`APP_VERSION_1`]) | every type at version 1 | first release |
-//! | 2 ([`APP_VERSION_2`]) | [`VcpuState`] v2 gains `tsc_khz`; [`ClockState`] v2 gains `realtime` and `host_tsc` | restoring the TSC frequency on another host; Linux 5.16's `KVM_CLOCK_REALTIME`/`KVM_CLOCK_HOST_TSC` |
-//!
-//! Rollback from 2 to 1 loses the TSC frequency (the restored vCPU keeps the target host's,
-//! which is right on the same host) and the host clock readings, whose flags are cleared so
-//! that an older build never sees a flag without its value (`ClockState`'s `ser_fn`).
-//!
-//! # Size
-//!
-//! A snapshot file holds the whole state, guest memory included, and both the `snapshot`
-//! crate's loader and the `versionize` decoder refuse more than 10 MiB by default
-//! ([`snapshot::DEFAULT_MAX_STATE_LEN`], [`versionize::Limits`]): enough for the 2 MiB demo
-//! guest, not for a real one. For larger guests either save the memory elsewhere (a memory
-//! file, as Firecracker does) and leave [`MemoryRegionState::contents`] empty, or load with
-//! [`MicrovmState::load_file_with_cap`], which raises both limits.
 
 use std::path::Path;
 
@@ -46,8 +23,30 @@ pub const APP_VERSION_2: u16 = 2;
 /// The app version this build writes by default, the newest of [`version_map`].
 pub const CURRENT_APP_VERSION: u16 = APP_VERSION_2;
 
-/// The app version map of this crate's state types; see the [module docs](self) for the
-/// history.
+/// The app version map of this crate's state types.
+///
+/// # Version history
+///
+/// Every app version lists the types whose version changed; types not listed keep the version
+/// they had before (1 unless listed earlier).
+///
+/// | app version | type changes | why |
+/// |---|---|---|
+/// | 1 ([`APP_VERSION_1`]) | every type at version 1 | first release |
+/// | 2 ([`APP_VERSION_2`]) | [`VcpuState`] v2 gains `tsc_khz`; [`ClockState`] v2 gains `realtime` and `host_tsc` | restoring the TSC frequency on another host; Linux 5.16's `KVM_CLOCK_REALTIME`/`KVM_CLOCK_HOST_TSC` |
+///
+/// Rollback from 2 to 1 loses the TSC frequency (the restored vCPU keeps the target host's,
+/// which is right on the same host) and the host clock readings, whose flags are cleared so
+/// that an older build never sees a flag without its value (`ClockState`'s `ser_fn`).
+///
+/// # Size
+///
+/// A snapshot file holds the whole state, guest memory included, and both the `snapshot`
+/// crate's loader and the `versionize` decoder refuse more than 10 MiB by default
+/// ([`snapshot::DEFAULT_MAX_STATE_LEN`], [`versionize::Limits`]): enough for the 2 MiB demo
+/// guest, not for a real one. For larger guests either save the memory elsewhere (a memory
+/// file, as Firecracker does) and leave [`MemoryRegionState::contents`] empty, or load with
+/// [`MicrovmState::load_file_with_cap`], which raises both limits.
 ///
 /// # Example
 /// ```
@@ -193,7 +192,7 @@ impl MicrovmState {
     }
 
     /// Reads a snapshot file written by this build or an older one; returns the state and
-    /// the app version it was written at. At most 10 MiB of state (see the module docs).
+    /// the app version it was written at. At most 10 MiB of state (see [`version_map`]).
     ///
     /// # Errors
     ///
