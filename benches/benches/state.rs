@@ -345,6 +345,7 @@ mod kvm {
     struct BenchVm {
         vcpus: Vec<VcpuFd>,
         vm: VmFd,
+        host: kvm_state::HostSupport,
     }
 
     impl BenchVm {
@@ -372,7 +373,8 @@ mod kvm {
                     .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
                 vcpus.push(vcpu);
             }
-            Ok(BenchVm { vcpus, vm })
+            let host = kvm_state::HostSupport::query(kvm, &vm).map_err(|e| e.to_string())?;
+            Ok(BenchVm { vcpus, vm, host })
         }
 
         /// `save_vm`, then `save_vcpu` for every vCPU: what a VMM does with its vCPUs paused.
@@ -394,7 +396,7 @@ mod kvm {
         fn restore(&self, state: &MicrovmState) -> kvm_state::Result<()> {
             restore_vm(&self.vm, &state.vm)?;
             for (vcpu, saved) in self.vcpus.iter().zip(&state.vcpus) {
-                restore_vcpu(&self.vm, vcpu, saved)?;
+                restore_vcpu(vcpu, saved, &self.host)?;
             }
             Ok(())
         }

@@ -168,6 +168,7 @@ mod run {
             vcpus: vec![vcpu_state],
             devices,
             memory: vec![memory],
+            ..Default::default()
         };
         // Encode + CRC in memory alone, to split serialization from the file write.
         let t = Instant::now();

@@ -652,6 +652,7 @@ impl DemoVm {
             vcpus: vec![vcpu],
             devices: self.devices_state(),
             memory: vec![self.memory_region()],
+            ..Default::default()
         })
     }
 

@@ -188,6 +188,31 @@ pub enum KvmStateError {
         #[source]
         source: std::io::Error,
     },
+    /// The state was saved on a CPU of another vendor than this host's.
+    #[error("the state was saved on a {saved} cpu, this host's is {host}")]
+    HostVendor {
+        /// Vendor recorded in the state.
+        saved: String,
+        /// This host's vendor.
+        host: String,
+    },
+    /// This host's KVM lacks a capability that the state's host had and a restore relies on.
+    #[error("this host's kvm lacks {capability}, which the state relies on")]
+    HostCapability {
+        /// Name of the capability, e.g. `KVM_CAP_PIT2`.
+        capability: &'static str,
+    },
+    /// The saved TSC frequency is below this host's, which cannot scale the TSC.
+    #[error(
+        "saved tsc frequency {saved_khz} kHz is below this host's {host_khz} kHz, which kvm \
+         cannot scale without KVM_CAP_TSC_CONTROL"
+    )]
+    TscNotSettable {
+        /// TSC frequency of the saved vCPU, in kHz.
+        saved_khz: u32,
+        /// TSC frequency of this host's vCPUs, in kHz.
+        host_khz: u32,
+    },
     /// The demo guest stopped in a way it never does when all is well.
     #[error("demo guest stopped unexpectedly: {0}")]
     UnexpectedExit(String),

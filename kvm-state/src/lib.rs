@@ -134,11 +134,11 @@ mod whole_vm;
 pub use device::{MmioTransportState, QueueState, SerialState};
 pub use error::{KvmStateError, Result};
 #[cfg(target_arch = "x86_64")]
-pub use host::HostSupport;
+pub use host::{HostFacts, HostSupport};
 #[cfg(target_arch = "x86_64")]
 pub use microvm::{
     version_map, DevicesState, MemoryRegionState, MicrovmState, APP_VERSION_1, APP_VERSION_2,
-    CURRENT_APP_VERSION,
+    APP_VERSION_3, CURRENT_APP_VERSION,
 };
 #[cfg(target_arch = "x86_64")]
 pub use msr::{

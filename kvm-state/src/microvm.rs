@@ -12,6 +12,7 @@ use versionize::{Limits, VersionMap, Versionize};
 
 use crate::device::{MmioTransportState, SerialState};
 use crate::error::{KvmStateError, Result};
+use crate::host::HostFacts;
 use crate::vcpu::VcpuState;
 use crate::vm::{ClockState, VmState};
 
@@ -20,8 +21,11 @@ pub const APP_VERSION_1: u16 = 1;
 /// App version 2: `VcpuState` gained `tsc_khz`, `ClockState` gained `realtime` and
 /// `host_tsc`.
 pub const APP_VERSION_2: u16 = 2;
+/// App version 3: `MicrovmState` gained the `host_*` fields, the facts of the host it was
+/// saved on.
+pub const APP_VERSION_3: u16 = 3;
 /// The app version this build writes by default, the newest of [`version_map`].
-pub const CURRENT_APP_VERSION: u16 = APP_VERSION_2;
+pub const CURRENT_APP_VERSION: u16 = APP_VERSION_3;
 
 /// The app version map of this crate's state types.
 ///
@@ -34,10 +38,13 @@ pub const CURRENT_APP_VERSION: u16 = APP_VERSION_2;
 /// |---|---|---|
 /// | 1 ([`APP_VERSION_1`]) | every type at version 1 | first release |
 /// | 2 ([`APP_VERSION_2`]) | [`VcpuState`] v2 gains `tsc_khz`; [`ClockState`] v2 gains `realtime` and `host_tsc` | restoring the TSC frequency on another host; Linux 5.16's `KVM_CLOCK_REALTIME`/`KVM_CLOCK_HOST_TSC` |
+/// | 3 ([`APP_VERSION_3`]) | [`MicrovmState`] v2 gains the `host_*` fields ([`HostFacts`]) | refusing, before touching KVM, a restore on a host that cannot honour the state (CPU vendor, KVM capabilities, TSC frequency) |
 ///
 /// Rollback from 2 to 1 loses the TSC frequency (the restored vCPU keeps the target host's,
 /// which is right on the same host) and the host clock readings, whose flags are cleared so
 /// that an older build never sees a flag without its value (`ClockState`'s `ser_fn`).
+/// Rollback from 3 to 2 loses the host facts: a build of app version 2 does not check them,
+/// and a state of app version 2 or older reads empty facts, which no check compares.
 ///
 /// # Size
 ///
@@ -67,6 +74,9 @@ pub fn version_map() -> VersionMap {
     map.new_version()
         .set_type_version(VcpuState::type_id(), 2)
         .set_type_version(ClockState::type_id(), 2);
+    // App version 3.
+    map.new_version()
+        .set_type_version(MicrovmState::type_id(), 2);
     map
 }
 
@@ -156,9 +166,61 @@ pub struct MicrovmState {
     pub devices: DevicesState,
     /// Guest memory regions.
     pub memory: Vec<MemoryRegionState>,
+    /// [`HostFacts::cpu_vendor`] of the host the state was saved on.
+    ///
+    /// This and the other `host_*` fields are the [`HostFacts`] of that host
+    /// ([`MicrovmState::host_facts`]), which a restore checks
+    /// ([`HostSupport::check_facts`](crate::HostSupport::check_facts)). Added in version 2 of
+    /// `MicrovmState` (app version 3): older snapshots read empty facts, which no check
+    /// compares. They are fields of this type rather than a type of their own so that the
+    /// schema of released app versions gains no type.
+    #[version(start = 2)]
+    pub host_cpu_vendor: String,
+    /// [`HostFacts::cpu_family`].
+    #[version(start = 2)]
+    pub host_cpu_family: u32,
+    /// [`HostFacts::cpu_model`].
+    #[version(start = 2)]
+    pub host_cpu_model: u32,
+    /// [`HostFacts::cpu_stepping`].
+    #[version(start = 2)]
+    pub host_cpu_stepping: u32,
+    /// [`HostFacts::tsc_khz`].
+    #[version(start = 2)]
+    pub host_tsc_khz: Option<u32>,
+    /// [`HostFacts::kvm_capabilities`].
+    #[version(start = 2)]
+    pub host_kvm_capabilities: Vec<u32>,
+    /// [`HostFacts::kernel_release`].
+    #[version(start = 2)]
+    pub host_kernel_release: String,
 }
 
 impl MicrovmState {
+    /// The facts of the host the state was saved on (the `host_*` fields).
+    pub fn host_facts(&self) -> HostFacts {
+        HostFacts {
+            cpu_vendor: self.host_cpu_vendor.clone(),
+            cpu_family: self.host_cpu_family,
+            cpu_model: self.host_cpu_model,
+            cpu_stepping: self.host_cpu_stepping,
+            tsc_khz: self.host_tsc_khz,
+            kvm_capabilities: self.host_kvm_capabilities.clone(),
+            kernel_release: self.host_kernel_release.clone(),
+        }
+    }
+
+    /// Records `facts` as those of the host the state was saved on (the `host_*` fields).
+    pub fn set_host_facts(&mut self, facts: HostFacts) {
+        self.host_cpu_vendor = facts.cpu_vendor;
+        self.host_cpu_family = facts.cpu_family;
+        self.host_cpu_model = facts.cpu_model;
+        self.host_cpu_stepping = facts.cpu_stepping;
+        self.host_tsc_khz = facts.tsc_khz;
+        self.host_kvm_capabilities = facts.kvm_capabilities;
+        self.host_kernel_release = facts.kernel_release;
+    }
+
     /// Writes the state to a snapshot file at `path`, atomically, at `app_version` of
     /// [`version_map`] ([`CURRENT_APP_VERSION`], or older for an older build).
     ///
@@ -273,6 +335,13 @@ mod tests {
                 }],
             },
             memory: vec![MemoryRegionState::with_contents(0, vec![0xa5; 4096])],
+            host_cpu_vendor: "AuthenticAMD".to_owned(),
+            host_cpu_family: 0x19,
+            host_cpu_model: 0x11,
+            host_cpu_stepping: 1,
+            host_tsc_khz: Some(3_000_000),
+            host_kvm_capabilities: vec![0, 33],
+            host_kernel_release: "6.18.0".to_owned(),
         }
     }
 
@@ -297,7 +366,26 @@ mod tests {
             clock: 1,
             ..Default::default()
         };
+        expected.set_host_facts(HostFacts::default());
         assert_eq!(v1, expected);
+    }
+
+    #[test]
+    fn test_microvm_state_rollback_to_app_version_2_drops_host_facts() {
+        let state = sample();
+        assert!(state.host_facts().is_known());
+        let (v2, _) = at_app_version(&state, APP_VERSION_2);
+        let (v3, _) = at_app_version(&state, APP_VERSION_3);
+        assert_eq!(v3, state);
+        assert_eq!(v2.host_facts(), HostFacts::default());
+        let mut expected = state.clone();
+        expected.set_host_facts(HostFacts::default());
+        assert_eq!(v2, expected);
+        // The facts round-trip through their fields.
+        let mut copy = MicrovmState::default();
+        copy.set_host_facts(state.host_facts());
+        assert_eq!(copy.host_facts(), state.host_facts());
+        assert_eq!(MicrovmState::version(), 2);
     }
 
     /// The newest app version maps every type to its latest version: a type whose layout
@@ -361,7 +449,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kvm-state-microvm-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let state = sample();
-        for app_version in [APP_VERSION_1, APP_VERSION_2] {
+        for app_version in [APP_VERSION_1, APP_VERSION_2, APP_VERSION_3] {
             let path = dir.join(format!("v{app_version}.snap"));
             state.save_to_file(&path, app_version).unwrap();
             let bytes = std::fs::read(&path).unwrap();
@@ -379,12 +467,13 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let state = sample();
         // An app version this build does not know.
+        let unknown = CURRENT_APP_VERSION + 1;
         assert!(matches!(
-            state.save_to_file(dir.join("v3.snap"), 3),
+            state.save_to_file(dir.join("unknown.snap"), unknown),
             Err(KvmStateError::Snapshot {
                 action: "save",
-                source: snapshot::SnapshotError::InvalidDataVersion { found: 3, .. }
-            })
+                source: snapshot::SnapshotError::InvalidDataVersion { found, .. }
+            }) if found == unknown
         ));
         // A file over the cap, which the raised cap accepts.
         let big = MicrovmState {

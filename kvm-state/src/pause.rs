@@ -44,10 +44,10 @@ struct KvmSignalMask {
 /// 1. The controller sets a pause flag the vCPU threads share, then calls [`kick`] on each
 ///    vCPU's handle.
 /// 2. Each vCPU thread's `KVM_RUN` returns `EINTR` (at once, or when the thread gets back to
-///    it); the thread sees the flag, calls [`take_pending`], then [`pause_vcpu`], which
-///    completes an I/O instruction whose exit it has just handled, without running guest code.
-///    Its state is now consistent: save it there ([`save_vcpu`]) or hand the fd to the
-///    controller.
+///    it); the thread sees the flag and calls [`take_pending`]. That `KVM_RUN` completed the
+///    I/O instruction of the exit handled before it, and ran no guest code after the kick;
+///    [`pause_vcpu`] makes sure of it whatever path led the thread there. The vCPU's state is
+///    now consistent: save it on the thread ([`save_vcpu`]) or hand the fd to the controller.
 /// 3. When every vCPU thread has acknowledged, the controller saves the VM-wide state
 ///    ([`save_vm`]), device state and memory.
 ///
@@ -266,9 +266,9 @@ fn signal_set(signal: c_int) -> std::io::Result<libc::sigset_t> {
 /// After a port or MMIO exit the instruction is completed by the next `KVM_RUN` only; this
 /// call completes it (RIP moves past it) without running any further guest code, so that
 /// state read afterwards is consistent. Call it on the vCPU's thread before
-/// [`save_vcpu`](crate::save_vcpu), also after a [`VcpuKick`] (a kick that arrives while the
-/// thread handles an exit is seen by the next `KVM_RUN`, which completes the I/O too, but
-/// the vCPU may have been kicked out before that exit was handled).
+/// [`save_vcpu`](crate::save_vcpu) whenever the last `KVM_RUN` returned an exit. After a
+/// `KVM_RUN` that returned `EINTR` (a [`VcpuKick`]) the I/O is already complete and this call
+/// changes nothing, so a VMM can call it unconditionally.
 ///
 /// # Errors
 ///

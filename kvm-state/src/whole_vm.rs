@@ -160,17 +160,18 @@ fn check_layout(state: &MicrovmState, layout: &VmLayout) -> Result<()> {
 /// written ([`CheckedRestore`]).
 ///
 /// In order: [`check_state`] (shape, memory regions), the layout of the target VM (vCPU count,
-/// device counts, the memory regions' addresses and sizes), then each vCPU against the host
-/// (CPUID feature flags offered, xsave area size; see
-/// [`check_vcpu`](crate::check_vcpu)). Nothing is written: a refused state leaves the target
+/// device counts, the memory regions' addresses and sizes), the facts of the host the state
+/// was saved on against this one ([`HostSupport::check_facts`]: CPU vendor, KVM capabilities,
+/// TSC frequency), then each vCPU against the host (CPUID feature flags offered, xsave area
+/// size; see [`check_vcpu`](crate::check_vcpu)). Nothing is written: a refused state leaves the target
 /// VM as it was.
 ///
 /// # Errors
 ///
 /// Any error of [`check_state`]; [`KvmStateError::VcpuCount`], [`KvmStateError::DeviceCount`],
 /// [`KvmStateError::BadLength`] (number of memory regions), [`KvmStateError::MemoryRegion`];
-/// [`KvmStateError::Vcpu`] wrapping a vCPU's [`KvmStateError::CpuidNotOffered`] or
-/// [`KvmStateError::XsaveTooLarge`].
+/// any error of [`HostSupport::check_facts`]; [`KvmStateError::Vcpu`] wrapping a vCPU's
+/// [`KvmStateError::CpuidNotOffered`] or [`KvmStateError::XsaveTooLarge`].
 pub fn check_restore<'a>(
     state: &'a MicrovmState,
     host: &HostSupport,
@@ -178,6 +179,7 @@ pub fn check_restore<'a>(
 ) -> Result<CheckedRestore<'a>> {
     check_state(state)?;
     check_layout(state, layout)?;
+    host.check_facts(&state.host_facts(), &state.vcpus)?;
     let vcpus = state
         .vcpus
         .iter()
@@ -282,10 +284,12 @@ pub fn restore_microvm(
 
 /// Saves a whole VM whose vCPUs are paused ([`pause_vcpu`](crate::pause_vcpu)) and whose fds
 /// the VMM lends: the VM-wide state, then vCPU `i` from `vcpus[i]`, with the device state and
-/// memory regions the VMM supplies.
+/// memory regions the VMM supplies and the facts of `host` ([`HostSupport::query`] of this
+/// host).
 ///
 /// A VMM whose vCPU threads keep their fds calls [`save_vcpu`] on each vCPU thread once it is
-/// paused, [`save_vm`](crate::save_vm) on any thread, and builds the [`MicrovmState`] itself.
+/// paused, [`save_vm`](crate::save_vm) on any thread, and builds the [`MicrovmState`] itself
+/// (recording `host.facts()` with [`MicrovmState::set_host_facts`]).
 ///
 /// # Errors
 ///
@@ -294,6 +298,7 @@ pub fn restore_microvm(
 pub fn save_microvm(
     vm: &VmFd,
     vcpus: &[&VcpuFd],
+    host: &HostSupport,
     msr_indices: &[u32],
     devices: DevicesState,
     memory: Vec<MemoryRegionState>,
@@ -304,12 +309,15 @@ pub fn save_microvm(
         .enumerate()
         .map(|(index, vcpu)| save_vcpu(vm, vcpu, msr_indices).map_err(in_vcpu(index)))
         .collect::<Result<Vec<_>>>()?;
-    Ok(MicrovmState {
+    let mut state = MicrovmState {
         vm: vm_state,
         vcpus,
         devices,
         memory,
-    })
+        ..Default::default()
+    };
+    state.set_host_facts(host.facts().clone());
+    Ok(state)
 }
 
 #[cfg(test)]

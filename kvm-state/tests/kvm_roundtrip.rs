@@ -83,6 +83,7 @@ fn test_snapshot_without_pause() {
         vm: save_vm(vm.vm()).unwrap(),
         devices: vm.devices_state(),
         memory: vec![vm.memory_region()],
+        ..Default::default()
     };
     drop(vm);
     let rest = restore_and_finish(&saved).unwrap();

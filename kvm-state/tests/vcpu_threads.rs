@@ -279,12 +279,13 @@ fn test_vcpu_threads_pause_save_restore() {
     assert!(paused[2].reports.is_empty());
     let counter = memory.counter();
     assert!(counter > 0);
-    let state = MicrovmState {
+    let mut state = MicrovmState {
         vm: save_vm(&vm).unwrap(),
         vcpus: paused.into_iter().map(|p| p.state).collect(),
         memory: vec![MemoryRegionState::with_contents(0, memory.read_all())],
         ..Default::default()
     };
+    state.set_host_facts(HostSupport::query(&kvm, &vm).unwrap().facts().clone());
     // Paused for good: the counter no longer moves.
     assert_eq!(memory.counter(), counter);
     drop(vm);
@@ -329,6 +330,7 @@ fn test_vcpu_threads_pause_save_restore() {
     let again = save_microvm(
         &vm,
         &lent,
+        &host,
         &msr_indices,
         Default::default(),
         vec![MemoryRegionState::with_contents(0, memory.read_all())],
@@ -341,6 +343,7 @@ fn test_vcpu_threads_pause_save_restore() {
     let memory = GuestMemory::new();
     let (vm, mut vcpus) = create_vm(&kvm, &memory, 3);
     let host = HostSupport::query(&kvm, &vm).unwrap();
+    assert_eq!(&again.host_facts(), host.facts());
     memory.write(0, &again.memory[0].contents);
     let lent: Vec<&VcpuFd> = vcpus.iter().collect();
     restore_microvm(&vm, &lent, &again, &host, &VmLayout::of_state(&again)).unwrap();
