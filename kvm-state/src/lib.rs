@@ -37,7 +37,8 @@
 //! - **Whole VM**, over the VMM's own fds: [`save_microvm`]; [`check_state`] (the checks that
 //!   need no host, which `vmstate verify` runs), [`check_restore`] (every check a restore
 //!   runs before it touches KVM: vCPU and device counts, memory layout ([`VmLayout`]), the
-//!   CPUID and xsave size this host offers ([`HostSupport`])), then [`CheckedRestore`] to
+//!   CPUID and xsave size this host offers and whether it can honour the saved
+//!   [`HostFacts`] ([`HostSupport`])), then [`CheckedRestore`] to
 //!   write the VM and each vCPU, on the vCPU's own thread if need be; [`restore_microvm`]
 //!   does both for a VMM that lends all its vCPU fds.
 //! - **One vCPU**: [`save_vcpu`], [`restore_vcpu`] (which runs [`check_vcpu`] first),
@@ -74,7 +75,8 @@
 //!     pause_vcpu(&mut vcpu)?;
 //!     vcpus.push(save_vcpu(vm, &vcpu, &msr_indices)?);
 //! }
-//! let state = MicrovmState { vm: save_vm(vm)?, vcpus, memory, ..Default::default() };
+//! let mut state = MicrovmState { vm: save_vm(vm)?, vcpus, memory, ..Default::default() };
+//! state.set_host_facts(HostSupport::query(kvm, vm)?.facts().clone());
 //! state.save_to_file("/tmp/vm.snap", CURRENT_APP_VERSION)?;
 //!
 //! // Restore into a fresh VM with the same layout: every check first, nothing written if
