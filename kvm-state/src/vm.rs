@@ -452,9 +452,8 @@ pub fn save_vm(vm: &VmFd) -> Result<VmState> {
 /// restored (their LAPIC state refers to the irqchips) and before they run.
 ///
 /// Steps, in order: the three irqchips (`KVM_SET_IRQCHIP`: PIC master, PIC slave, IOAPIC),
-/// the PIT (`KVM_SET_PIT2`), then the kvmclock (`KVM_SET_CLOCK`, without the flags in
-/// [`CLOCK_HOST_ONLY_FLAGS`], which describe the source host) last, so the guest clock starts
-/// from the saved value as late as possible.
+/// the PIT (`KVM_SET_PIT2`), the kvmclock (`KVM_SET_CLOCK`, without the flags in
+/// [`CLOCK_HOST_ONLY_FLAGS`], which describe the source host).
 ///
 /// # Errors
 ///
