@@ -401,3 +401,50 @@ fn test_vcpu_kick_bad_signal() {
         ));
     }
 }
+
+#[test]
+fn test_checked_restore_refuses_other_fd_counts_and_indices() {
+    if !kvm_available() {
+        return;
+    }
+    let kvm = Kvm::new().unwrap();
+    let memory = GuestMemory::new();
+    let (vm, vcpus) = create_vm(&kvm, &memory, 2);
+    let msr_indices = savable_msr_indices(&kvm).unwrap();
+    let host = HostSupport::query(&kvm, &vm).unwrap();
+    let lent: Vec<&VcpuFd> = vcpus.iter().collect();
+    let state = save_microvm(
+        &vm,
+        &lent,
+        &host,
+        &msr_indices,
+        Default::default(),
+        Vec::new(),
+    )
+    .unwrap();
+    let checked = check_restore(&state, &host, &VmLayout::of_state(&state)).unwrap();
+    assert!(matches!(
+        checked.restore(&vm, &lent[..1]),
+        Err(KvmStateError::VcpuCount {
+            saved: 2,
+            target: 1
+        })
+    ));
+    assert!(matches!(
+        checked.restore_vcpu(2, lent[0]),
+        Err(KvmStateError::NoSuchVcpu { index: 2, vcpus: 2 })
+    ));
+    // A layout with another vCPU count is refused by the checks.
+    let three = VmLayout {
+        vcpus: 3,
+        ..VmLayout::of_state(&state)
+    };
+    assert!(matches!(
+        check_restore(&state, &host, &three),
+        Err(KvmStateError::VcpuCount {
+            saved: 2,
+            target: 3
+        })
+    ));
+    checked.restore(&vm, &lent).unwrap();
+}
