@@ -333,8 +333,8 @@ mod kvm {
     use criterion::{BatchSize, Criterion, Throughput};
     use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
     use kvm_ioctls::{Kvm, VcpuFd, VmFd};
-    use kvm_state::microvm::{version_map, MicrovmState, CURRENT_APP_VERSION};
     use kvm_state::{restore_vcpu, restore_vm, save_vcpu, save_vm, VcpuState};
+    use kvm_state::{version_map, MicrovmState, CURRENT_APP_VERSION};
     use snapshot::Snapshot;
 
     use super::keep;
@@ -345,6 +345,7 @@ mod kvm {
     struct BenchVm {
         vcpus: Vec<VcpuFd>,
         vm: VmFd,
+        host: kvm_state::HostSupport,
     }
 
     impl BenchVm {
@@ -372,7 +373,8 @@ mod kvm {
                     .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
                 vcpus.push(vcpu);
             }
-            Ok(BenchVm { vcpus, vm })
+            let host = kvm_state::HostSupport::query(kvm, &vm).map_err(|e| e.to_string())?;
+            Ok(BenchVm { vcpus, vm, host })
         }
 
         /// `save_vm`, then `save_vcpu` for every vCPU: what a VMM does with its vCPUs paused.
@@ -394,7 +396,7 @@ mod kvm {
         fn restore(&self, state: &MicrovmState) -> kvm_state::Result<()> {
             restore_vm(&self.vm, &state.vm)?;
             for (vcpu, saved) in self.vcpus.iter().zip(&state.vcpus) {
-                restore_vcpu(&self.vm, vcpu, saved)?;
+                restore_vcpu(vcpu, saved, &self.host)?;
             }
             Ok(())
         }
@@ -432,7 +434,7 @@ mod kvm {
                 return;
             }
         };
-        let msr_indices = match kvm_state::msr::savable_msr_indices(&kvm) {
+        let msr_indices = match kvm_state::savable_msr_indices(&kvm) {
             Ok(indices) => indices,
             Err(e) => {
                 println!("kvm: skipping: {e}");

@@ -168,6 +168,7 @@ mod run {
             vcpus: vec![vcpu_state],
             devices,
             memory: vec![memory],
+            ..Default::default()
         };
         // Encode + CRC in memory alone, to split serialization from the file write.
         let t = Instant::now();
@@ -251,7 +252,9 @@ mod run {
                 expected: 1,
             });
         };
-        restore_vcpu(target.vm(), target.vcpu(), vcpu_state)?;
+        let kvm = kvm_ioctls::Kvm::new().map_err(KvmStateError::OpenKvm)?;
+        let host = kvm_state::HostSupport::query(&kvm, target.vm())?;
+        restore_vcpu(target.vcpu(), vcpu_state, &host)?;
         let restore_kvm = t.elapsed();
         target.restore_devices(&loaded.devices)?;
         let after = target.run_to_end()?;

@@ -44,14 +44,13 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
-use crate::device::serial::SerialState;
 use crate::error::{KvmStateError, Result};
-use crate::microvm::{DevicesState, MemoryRegionState, MicrovmState};
-use crate::msr::savable_msr_indices;
-use crate::vcpu::{
-    check_cpuid, exit_name, pause_vcpu, restore_vcpu, save_vcpu, xsave_size, LEGACY_XSAVE_SIZE,
+use crate::pause::exit_name;
+use crate::{
+    check_cpuid, pause_vcpu, restore_vcpu, restore_vm, savable_msr_indices, save_vcpu, save_vm,
+    xsave_size, DevicesState, HostSupport, MemoryRegionState, MicrovmState, SerialState,
+    LEGACY_XSAVE_SIZE,
 };
-use crate::vm::{restore_vm, save_vm};
 
 /// Size of guest memory: 2 MiB at guest physical address 0.
 pub const MEM_SIZE: usize = 2 << 20;
@@ -653,6 +652,7 @@ impl DemoVm {
             vcpus: vec![vcpu],
             devices: self.devices_state(),
             memory: vec![self.memory_region()],
+            ..Default::default()
         })
     }
 
@@ -696,7 +696,8 @@ impl DemoVm {
         self.restore_memory(&state.memory)?;
         // The irqchips before the vCPU: the vCPU's LAPIC state refers to them.
         restore_vm(&self.vm, &state.vm)?;
-        restore_vcpu(&self.vm, &self.vcpu, vcpu)?;
+        let host = HostSupport::new(offered.as_slice().to_vec(), xsave_size(&self.vm)?);
+        restore_vcpu(&self.vcpu, vcpu, &host)?;
         self.restore_devices(&state.devices)
     }
 

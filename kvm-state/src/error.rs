@@ -141,6 +141,78 @@ pub enum KvmStateError {
         /// The saved bits the host does not offer.
         bits: u32,
     },
+    /// Two CPUID entries of the saved table answer the same `CPUID` query (same function, and
+    /// the same index or one of them without `KVM_CPUID_FLAG_SIGNIFCANT_INDEX`).
+    #[error("cpuid leaf {function:#x} index {index} duplicates an earlier entry")]
+    CpuidDuplicate {
+        /// Leaf (EAX input) of the second entry.
+        function: u32,
+        /// Sub-leaf (ECX input) of the second entry.
+        index: u32,
+    },
+    /// The state has another number of devices of a kind than the VM it is restored into.
+    #[error("the state has {saved} {kind} device(s), the target vm has {target}")]
+    DeviceCount {
+        /// Kind of device: `serial` or `virtio-mmio`.
+        kind: &'static str,
+        /// Devices of that kind in the saved state.
+        saved: usize,
+        /// Devices of that kind in the target VM.
+        target: usize,
+    },
+    /// The state of one vCPU is refused; `source` says why.
+    #[error("vcpu {index}")]
+    Vcpu {
+        /// Index of the vCPU in the state (its vCPU id).
+        index: usize,
+        /// What is wrong with it.
+        #[source]
+        source: Box<KvmStateError>,
+    },
+    /// A vCPU index past the vCPUs of the state.
+    #[error("the state has no vcpu {index}, it has {vcpus}")]
+    NoSuchVcpu {
+        /// The index asked for.
+        index: usize,
+        /// Number of vCPUs in the state.
+        vcpus: usize,
+    },
+    /// Setting up or sending the signal that kicks a vCPU thread out of `KVM_RUN` failed.
+    #[error("cannot {action} the vcpu kick signal {signal}")]
+    Kick {
+        /// What failed: `use`, `block`, `send` or `take`.
+        action: &'static str,
+        /// The signal number.
+        signal: i32,
+        /// The error of the system call.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state was saved on a CPU of another vendor than this host's.
+    #[error("the state was saved on a {saved} cpu, this host's is {host}")]
+    HostVendor {
+        /// Vendor recorded in the state.
+        saved: String,
+        /// This host's vendor.
+        host: String,
+    },
+    /// This host's KVM lacks a capability that the state's host had and a restore relies on.
+    #[error("this host's kvm lacks {capability}, which the state relies on")]
+    HostCapability {
+        /// Name of the capability, e.g. `KVM_CAP_PIT2`.
+        capability: &'static str,
+    },
+    /// The saved TSC frequency is below this host's, which cannot scale the TSC.
+    #[error(
+        "saved tsc frequency {saved_khz} kHz is below this host's {host_khz} kHz, which kvm \
+         cannot scale without KVM_CAP_TSC_CONTROL"
+    )]
+    TscNotSettable {
+        /// TSC frequency of the saved vCPU, in kHz.
+        saved_khz: u32,
+        /// TSC frequency of this host's vCPUs, in kHz.
+        host_khz: u32,
+    },
     /// The demo guest stopped in a way it never does when all is well.
     #[error("demo guest stopped unexpectedly: {0}")]
     UnexpectedExit(String),

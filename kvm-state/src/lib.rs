@@ -1,8 +1,7 @@
 //! Named, versionable x86_64 KVM state: vCPU registers, LAPIC, MSRs, events and CPUID; the VM's
 //! irqchips, PIT and clock; and the state of common emulated devices. Each type converts
-//! losslessly from and to its `kvm-bindings` structure, and [`save_vcpu`]/[`restore_vcpu`] and
-//! [`save_vm`]/[`restore_vm`] read and write them through live `kvm-ioctls` fds in the order
-//! KVM needs.
+//! losslessly from and to its `kvm-bindings` structure, and the functions below read and write
+//! them through a VMM's live `kvm-ioctls` fds, checking first, in the order KVM needs.
 //!
 //! # Example
 //!
@@ -31,33 +30,74 @@
 //!
 //! Every state type derives `versionize::Versionize`; [`MicrovmState`] gathers them with the
 //! device state and guest memory, and [`version_map`] is the app version map a VMM registers
-//! at start-up (history in [`microvm`]). A full save to a snapshot file and restore into a
-//! fresh VM on `/dev/kvm` (see `examples/microvm.rs` and `tests/microvm_snapshot.rs`):
+//! at start-up (its history is in its docs).
+//!
+//! # The map
+//!
+//! - **Whole VM**, over the VMM's own fds: [`save_microvm`]; [`check_state`] (the checks that
+//!   need no host, which `vmstate verify` runs), [`check_restore`] (every check a restore
+//!   runs before it touches KVM: vCPU and device counts, memory layout ([`VmLayout`]), the
+//!   CPUID and xsave size this host offers and whether it can honour the saved
+//!   [`HostFacts`] ([`HostSupport`])), then [`CheckedRestore`] to
+//!   write the VM and each vCPU, on the vCPU's own thread if need be; [`restore_microvm`]
+//!   does both for a VMM that lends all its vCPU fds.
+//! - **One vCPU**: [`save_vcpu`], [`restore_vcpu`] (which runs [`check_vcpu`] first),
+//!   [`pause_vcpu`]; [`VcpuKick`] stops a vCPU that runs on another thread, without signal
+//!   handlers.
+//! - **VM-wide**: [`save_vm`], [`restore_vm`].
+//! - **Helpers**: [`savable_msr_indices`], [`get_msrs`]/[`set_msrs`] (any number of MSRs),
+//!   [`check_cpuid`], [`xsave_size`], [`restore_tsc_khz`].
+//! - **Files**: [`MicrovmState::save_to_file`], [`MicrovmState::load_file`].
+//!
+//! # Saving and restoring a VM whose vCPUs run on their own threads
 //!
 //! ```no_run
 //! # #[cfg(target_arch = "x86_64")]
-//! # fn main() -> Result<(), kvm_state::KvmStateError> {
-//! use kvm_state::demo::DemoVm;
-//! use kvm_state::{MicrovmState, APP_VERSION_1, CURRENT_APP_VERSION};
+//! # fn sketch(
+//! #     kvm: &kvm_ioctls::Kvm,
+//! #     vm: &kvm_ioctls::VmFd,
+//! #     vcpu_threads: Vec<(kvm_ioctls::VcpuFd, kvm_state::VcpuKick)>,
+//! #     new_vm: &kvm_ioctls::VmFd,
+//! #     new_vcpus: Vec<kvm_ioctls::VcpuFd>,
+//! #     memory: Vec<kvm_state::MemoryRegionState>,
+//! #     layout: kvm_state::VmLayout,
+//! # ) -> kvm_state::Result<()> {
+//! use kvm_state::{
+//!     check_restore, pause_vcpu, save_vcpu, save_vm, savable_msr_indices, HostSupport,
+//!     MicrovmState, CURRENT_APP_VERSION,
+//! };
 //!
-//! let mut source = DemoVm::new()?;
-//! source.load_guest()?;
-//! source.run_until_report()?;
-//! // Pause (complete the pending I/O), then read the VM, the vCPU and guest memory.
-//! let state = source.save_microvm()?;
-//! drop(source);
+//! // Save. Each vCPU thread, kicked out of KVM_RUN by its `VcpuKick` (see its docs), calls
+//! // `pause_vcpu` and `save_vcpu` on its own fd; shown here in one loop.
+//! let msr_indices = savable_msr_indices(kvm)?;
+//! let mut vcpus = Vec::new();
+//! for (mut vcpu, _kick) in vcpu_threads {
+//!     pause_vcpu(&mut vcpu)?;
+//!     vcpus.push(save_vcpu(vm, &vcpu, &msr_indices)?);
+//! }
+//! let mut state = MicrovmState { vm: save_vm(vm)?, vcpus, memory, ..Default::default() };
+//! state.set_host_facts(HostSupport::query(kvm, vm)?.facts().clone());
 //! state.save_to_file("/tmp/vm.snap", CURRENT_APP_VERSION)?;
-//! // For a build that only knows app version 1 (rollback):
-//! state.save_to_file("/tmp/vm-v1.snap", APP_VERSION_1)?;
 //!
+//! // Restore into a fresh VM with the same layout: every check first, nothing written if
+//! // one fails; then guest memory (the VMM's), the VM-wide state, each vCPU on its thread.
 //! let (loaded, _app_version) = MicrovmState::load_file("/tmp/vm.snap")?;
-//! let mut target = DemoVm::new()?;
-//! target.restore_microvm(&loaded)?;
-//! let rest = target.run_to_end()?;
+//! let host = HostSupport::query(kvm, new_vm)?;
+//! let checked = check_restore(&loaded, &host, &layout)?;
+//! // ... write `loaded.memory` into guest memory ...
+//! checked.restore_vm(new_vm)?;
+//! std::thread::scope(|s| {
+//!     let threads: Vec<_> = (new_vcpus.iter().enumerate())
+//!         .map(|(index, vcpu)| {
+//!             let checked = &checked;
+//!             s.spawn(move || checked.restore_vcpu(index, vcpu))
+//!         })
+//!         .collect();
+//!     threads.into_iter().try_for_each(|t| t.join().expect("vcpu thread panicked"))
+//! })?;
+//! // ... restore `loaded.devices`, then run the vCPUs ...
 //! # Ok(())
 //! # }
-//! # #[cfg(not(target_arch = "x86_64"))]
-//! # fn main() {}
 //! ```
 //!
 //! # Cargo features
@@ -74,37 +114,56 @@
 
 #[cfg(target_arch = "x86_64")]
 pub mod demo;
-pub mod device;
+mod device;
 mod error;
 #[cfg(target_arch = "x86_64")]
-pub mod microvm;
+mod host;
 #[cfg(target_arch = "x86_64")]
-pub mod msr;
+mod microvm;
+#[cfg(target_arch = "x86_64")]
+mod msr;
+#[cfg(target_arch = "x86_64")]
+mod pause;
 #[cfg(test)]
 mod test_util;
 #[cfg(target_arch = "x86_64")]
-pub mod vcpu;
+mod vcpu;
 #[cfg(target_arch = "x86_64")]
-pub mod vm;
+mod vm;
+#[cfg(target_arch = "x86_64")]
+mod whole_vm;
 
-pub use device::serial::SerialState;
-pub use device::virtio::{MmioTransportState, QueueState};
+pub use device::{MmioTransportState, QueueState, SerialState};
 pub use error::{KvmStateError, Result};
+#[cfg(target_arch = "x86_64")]
+pub use host::{HostFacts, HostSupport};
 #[cfg(target_arch = "x86_64")]
 pub use microvm::{
     version_map, DevicesState, MemoryRegionState, MicrovmState, APP_VERSION_1, APP_VERSION_2,
-    CURRENT_APP_VERSION,
+    APP_VERSION_3, CURRENT_APP_VERSION,
 };
 #[cfg(target_arch = "x86_64")]
-pub use msr::{MsrEntry, Msrs};
+pub use msr::{
+    get_msrs, is_savable_msr, savable_msr_indices, set_msrs, MsrEntry, Msrs, MAX_MSRS_PER_CALL,
+    MSR_IA32_KERNEL_GS_BASE, MSR_IA32_TSC, MSR_IA32_TSC_DEADLINE, MSR_KVM_PV_FIRST,
+    MSR_KVM_PV_LAST,
+};
+#[cfg(target_arch = "x86_64")]
+pub use pause::{pause_vcpu, VcpuKick};
 #[cfg(target_arch = "x86_64")]
 pub use vcpu::{
-    pause_vcpu, restore_vcpu, save_vcpu, Cpuid, CpuidEntry, DTable, DebugRegs, ExceptionEvent,
-    InterruptEvent, Lapic, MpState, NmiEvent, Regs, Segment, SmiEvent, Sregs, TripleFaultEvent,
-    VcpuEvents, VcpuState, Xcr, Xcrs, Xsave,
+    check_cpuid, check_vcpu, restore_tsc_khz, restore_vcpu, save_vcpu, xsave_size, Cpuid,
+    CpuidEntry, DTable, DebugRegs, ExceptionEvent, InterruptEvent, Lapic, MpState, NmiEvent, Regs,
+    Segment, SmiEvent, Sregs, TripleFaultEvent, VcpuEvents, VcpuState, Xcr, Xcrs, Xsave,
+    LAPIC_REGS_SIZE, LEGACY_XSAVE_SIZE, TSC_KHZ_TOLERANCE_PPM,
 };
 #[cfg(target_arch = "x86_64")]
 pub use vm::{
     restore_vm, save_vm, ClockState, IoapicState, IrqchipState, PicState, PitChannelState,
-    PitState, VmState,
+    PitState, VmState, CLOCK_HOST_ONLY_FLAGS, IOAPIC_NUM_PINS,
+};
+#[cfg(target_arch = "x86_64")]
+pub use whole_vm::{
+    check_restore, check_state, restore_microvm, save_microvm, CheckedRestore, GuestRegion,
+    VmLayout,
 };

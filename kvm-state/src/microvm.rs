@@ -4,81 +4,15 @@
 //! A VMM builds [`version_map`] once and uses it for every snapshot it writes or reads: it
 //! writes at [`CURRENT_APP_VERSION`], or at an older app version when the snapshot is meant
 //! for an older build (rollback), and reads any app version up to its own.
-//!
-//! # Version history
-//!
-//! Every app version lists the types whose version changed; types not listed keep the version
-//! they had before (1 unless listed earlier).
-//!
-//! | app version | type changes | why |
-//! |---|---|---|
-//! | 1 ([`APP_VERSION_1`]) | every type at version 1 | first release |
-//! | 2 ([`APP_VERSION_2`]) | [`VcpuState`] v2 gains `tsc_khz`; [`ClockState`] v2 gains `realtime` and `host_tsc` | restoring the TSC frequency on another host; Linux 5.16's `KVM_CLOCK_REALTIME`/`KVM_CLOCK_HOST_TSC` |
-//!
-//! Rollback from 2 to 1 loses the TSC frequency (the restored vCPU keeps the target host's,
-//! which is right on the same host) and the host clock readings, whose flags are cleared so
-//! that an older build never sees a flag without its value (`ClockState`'s `ser_fn`).
-//!
-//! The guard test `tests/schema.rs` checks the committed schema file of each app version
-//! (`kvm-state/schema/v<N>.json`) and that the newest app version maps every state type to
-//! its newest version; a new app version's file is written with
-//! `VERSIONIZE_BLESS=1 cargo test -p kvm-state --test schema` and committed with the release.
-//!
-//! # In a VMM's own version map
-//!
-//! A VMM whose state embeds these types numbers its app versions its own way and takes up
-//! each release of this crate with one line, [`VersionMap::adopt`], in the app version that
-//! takes it up:
-//!
-//! ```
-//! # #[cfg(target_arch = "x86_64")] {
-//! use kvm_state::microvm::{version_map as kvm_state_map, APP_VERSION_2};
-//! use kvm_state::{ClockState, VcpuState};
-//! use versionize::{VersionMap, Versionize};
-//!
-//! #[derive(Versionize)]
-//! struct VmmState {
-//!     vcpus: Vec<VcpuState>,
-//!     clock: ClockState,
-//!     #[version(start = 2)]
-//!     balloon_pages: u32,
-//! }
-//!
-//! fn version_map() -> VersionMap {
-//!     let mut map = VersionMap::new(); // app 1: kvm-state's app version 1
-//!     map.new_version() // app 2: our balloon
-//!         .set_type_version(VmmState::type_id(), 2);
-//!     map.new_version() // app 3: kvm-state's app version 2
-//!         .adopt(&kvm_state_map(), APP_VERSION_2)
-//!         .expect("kvm-state has app version 2");
-//!     map
-//! }
-//!
-//! let map = version_map();
-//! assert_eq!(map.get_type_version(2, VcpuState::type_id()), 1);
-//! assert_eq!(map.get_type_version(3, VcpuState::type_id()), 2);
-//! assert_eq!(map.get_type_version(3, ClockState::type_id()), 2);
-//! versionize::schema::check_latest::<VmmState>(&map).unwrap();
-//! # }
-//! ```
-//!
-//! # Size
-//!
-//! A snapshot file holds the whole state, guest memory included, and both the `snapshot`
-//! crate's loader and the `versionize` decoder refuse more than 10 MiB by default
-//! ([`snapshot::DEFAULT_MAX_STATE_LEN`], [`versionize::Limits`]): enough for the 2 MiB demo
-//! guest, not for a real one. For larger guests either save the memory elsewhere (a memory
-//! file, as Firecracker does) and leave [`MemoryRegionState::contents`] empty, or load with
-//! [`MicrovmState::load_file_with_cap`], which raises both limits.
 
 use std::path::Path;
 
 use snapshot::{LoadOptions, Snapshot};
 use versionize::{prelude::Versionize, Limits, VersionMap};
 
-use crate::device::serial::SerialState;
-use crate::device::virtio::MmioTransportState;
+use crate::device::{MmioTransportState, SerialState};
 use crate::error::{KvmStateError, Result};
+use crate::host::HostFacts;
 use crate::vcpu::VcpuState;
 use crate::vm::{ClockState, VmState};
 
@@ -87,18 +21,89 @@ pub const APP_VERSION_1: u16 = 1;
 /// App version 2: `VcpuState` gained `tsc_khz`, `ClockState` gained `realtime` and
 /// `host_tsc`.
 pub const APP_VERSION_2: u16 = 2;
+/// App version 3: `MicrovmState` gained the `host_*` fields, the facts of the host it was
+/// saved on.
+pub const APP_VERSION_3: u16 = 3;
 /// The app version this build writes by default, the newest of [`version_map`].
-pub const CURRENT_APP_VERSION: u16 = APP_VERSION_2;
+pub const CURRENT_APP_VERSION: u16 = APP_VERSION_3;
 
-/// The app version map of this crate's state types; see the [module docs](self) for the
-/// history.
+/// The app version map of this crate's state types.
+///
+/// # Version history
+///
+/// Every app version lists the types whose version changed; types not listed keep the version
+/// they had before (1 unless listed earlier).
+///
+/// | app version | type changes | why |
+/// |---|---|---|
+/// | 1 ([`APP_VERSION_1`]) | every type at version 1 | first release |
+/// | 2 ([`APP_VERSION_2`]) | [`VcpuState`] v2 gains `tsc_khz`; [`ClockState`] v2 gains `realtime` and `host_tsc` | restoring the TSC frequency on another host; Linux 5.16's `KVM_CLOCK_REALTIME`/`KVM_CLOCK_HOST_TSC` |
+/// | 3 ([`APP_VERSION_3`]) | [`MicrovmState`] v2 gains the `host_*` fields ([`HostFacts`]) | refusing, before touching KVM, a restore on a host that cannot honour the state (CPU vendor, KVM capabilities, TSC frequency) |
+///
+/// Rollback from 2 to 1 loses the TSC frequency (the restored vCPU keeps the target host's,
+/// which is right on the same host) and the host clock readings, whose flags are cleared so
+/// that an older build never sees a flag without its value (`ClockState`'s `ser_fn`).
+/// Rollback from 3 to 2 loses the host facts: a build of app version 2 does not check them,
+/// and a state of app version 2 or older reads empty facts, which no check compares.
+///
+/// The guard test `tests/schema.rs` checks the committed schema file of each app version
+/// (`kvm-state/schema/v<N>.json`) and that the newest app version maps every state type to
+/// its newest version; a new app version's file is written with
+/// `VERSIONIZE_BLESS=1 cargo test -p kvm-state --test schema` and committed with the release.
+///
+/// # In a VMM's own version map
+///
+/// A VMM whose state embeds these types numbers its app versions its own way and takes up
+/// each release of this crate with one line, [`VersionMap::adopt`], in the app version that
+/// takes it up:
+///
+/// ```
+/// # #[cfg(target_arch = "x86_64")] {
+/// use kvm_state::{version_map as kvm_state_map, APP_VERSION_2};
+/// use kvm_state::{ClockState, VcpuState};
+/// use versionize::prelude::*;
+///
+/// #[derive(Versionize)]
+/// struct VmmState {
+///     vcpus: Vec<VcpuState>,
+///     clock: ClockState,
+///     #[version(start = 2)]
+///     balloon_pages: u32,
+/// }
+///
+/// fn version_map() -> VersionMap {
+///     let mut map = VersionMap::new(); // app 1: kvm-state's app version 1
+///     map.new_version() // app 2: our balloon
+///         .set_type_version(VmmState::type_id(), 2);
+///     map.new_version() // app 3: kvm-state's app version 2
+///         .adopt(&kvm_state_map(), APP_VERSION_2)
+///         .expect("kvm-state has app version 2");
+///     map
+/// }
+///
+/// let map = version_map();
+/// assert_eq!(map.get_type_version(2, VcpuState::type_id()), 1);
+/// assert_eq!(map.get_type_version(3, VcpuState::type_id()), 2);
+/// assert_eq!(map.get_type_version(3, ClockState::type_id()), 2);
+/// versionize::schema::check_latest::<VmmState>(&map).unwrap();
+/// # }
+/// ```
+///
+/// # Size
+///
+/// A snapshot file holds the whole state, guest memory included, and both the `snapshot`
+/// crate's loader and the `versionize` decoder refuse more than 10 MiB by default
+/// ([`snapshot::DEFAULT_MAX_STATE_LEN`], [`versionize::Limits`]): enough for the 2 MiB demo
+/// guest, not for a real one. For larger guests either save the memory elsewhere (a memory
+/// file, as Firecracker does) and leave [`MemoryRegionState::contents`] empty, or load with
+/// [`MicrovmState::load_file_with_cap`], which raises both limits.
 ///
 /// # Example
 /// ```
 /// # #[cfg(target_arch = "x86_64")] {
-/// use kvm_state::microvm::{version_map, CURRENT_APP_VERSION};
+/// use kvm_state::{version_map, CURRENT_APP_VERSION};
 /// use kvm_state::VcpuState;
-/// use versionize::Versionize;
+/// use versionize::prelude::Versionize;
 ///
 /// let map = version_map();
 /// assert_eq!(map.latest_version(), CURRENT_APP_VERSION);
@@ -112,6 +117,9 @@ pub fn version_map() -> VersionMap {
     map.new_version()
         .set_type_version(VcpuState::type_id(), 2)
         .set_type_version(ClockState::type_id(), 2);
+    // App version 3.
+    map.new_version()
+        .set_type_version(MicrovmState::type_id(), 2);
     map
 }
 
@@ -201,9 +209,61 @@ pub struct MicrovmState {
     pub devices: DevicesState,
     /// Guest memory regions.
     pub memory: Vec<MemoryRegionState>,
+    /// [`HostFacts::cpu_vendor`] of the host the state was saved on.
+    ///
+    /// This and the other `host_*` fields are the [`HostFacts`] of that host
+    /// ([`MicrovmState::host_facts`]), which a restore checks
+    /// ([`HostSupport::check_facts`](crate::HostSupport::check_facts)). Added in version 2 of
+    /// `MicrovmState` (app version 3): older snapshots read empty facts, which no check
+    /// compares. They are fields of this type rather than a type of their own so that the
+    /// schema of released app versions gains no type.
+    #[version(start = 2)]
+    pub host_cpu_vendor: String,
+    /// [`HostFacts::cpu_family`].
+    #[version(start = 2)]
+    pub host_cpu_family: u32,
+    /// [`HostFacts::cpu_model`].
+    #[version(start = 2)]
+    pub host_cpu_model: u32,
+    /// [`HostFacts::cpu_stepping`].
+    #[version(start = 2)]
+    pub host_cpu_stepping: u32,
+    /// [`HostFacts::tsc_khz`].
+    #[version(start = 2)]
+    pub host_tsc_khz: Option<u32>,
+    /// [`HostFacts::kvm_capabilities`].
+    #[version(start = 2)]
+    pub host_kvm_capabilities: Vec<u32>,
+    /// [`HostFacts::kernel_release`].
+    #[version(start = 2)]
+    pub host_kernel_release: String,
 }
 
 impl MicrovmState {
+    /// The facts of the host the state was saved on (the `host_*` fields).
+    pub fn host_facts(&self) -> HostFacts {
+        HostFacts {
+            cpu_vendor: self.host_cpu_vendor.clone(),
+            cpu_family: self.host_cpu_family,
+            cpu_model: self.host_cpu_model,
+            cpu_stepping: self.host_cpu_stepping,
+            tsc_khz: self.host_tsc_khz,
+            kvm_capabilities: self.host_kvm_capabilities.clone(),
+            kernel_release: self.host_kernel_release.clone(),
+        }
+    }
+
+    /// Records `facts` as those of the host the state was saved on (the `host_*` fields).
+    pub fn set_host_facts(&mut self, facts: HostFacts) {
+        self.host_cpu_vendor = facts.cpu_vendor;
+        self.host_cpu_family = facts.cpu_family;
+        self.host_cpu_model = facts.cpu_model;
+        self.host_cpu_stepping = facts.cpu_stepping;
+        self.host_tsc_khz = facts.tsc_khz;
+        self.host_kvm_capabilities = facts.kvm_capabilities;
+        self.host_kernel_release = facts.kernel_release;
+    }
+
     /// Writes the state to a snapshot file at `path`, atomically, at `app_version` of
     /// [`version_map`] ([`CURRENT_APP_VERSION`], or older for an older build).
     ///
@@ -237,7 +297,7 @@ impl MicrovmState {
     }
 
     /// Reads a snapshot file written by this build or an older one; returns the state and
-    /// the app version it was written at. At most 10 MiB of state (see the module docs).
+    /// the app version it was written at. At most 10 MiB of state (see [`version_map`]).
     ///
     /// # Errors
     ///
@@ -275,7 +335,7 @@ impl MicrovmState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::virtio::QueueState;
+    use crate::device::QueueState;
     use crate::test_util::{at_app_version, through_bytes};
     use crate::vcpu::Regs;
 
@@ -318,6 +378,13 @@ mod tests {
                 }],
             },
             memory: vec![MemoryRegionState::with_contents(0, vec![0xa5; 4096])],
+            host_cpu_vendor: "AuthenticAMD".to_owned(),
+            host_cpu_family: 0x19,
+            host_cpu_model: 0x11,
+            host_cpu_stepping: 1,
+            host_tsc_khz: Some(3_000_000),
+            host_kvm_capabilities: vec![0, 33],
+            host_kernel_release: "6.18.0".to_owned(),
         }
     }
 
@@ -342,17 +409,33 @@ mod tests {
             clock: 1,
             ..Default::default()
         };
+        expected.set_host_facts(HostFacts::default());
         assert_eq!(v1, expected);
+    }
+
+    #[test]
+    fn test_microvm_state_rollback_to_app_version_2_drops_host_facts() {
+        let state = sample();
+        assert!(state.host_facts().is_known());
+        let (v2, _) = at_app_version(&state, APP_VERSION_2);
+        let (v3, _) = at_app_version(&state, APP_VERSION_3);
+        assert_eq!(v3, state);
+        assert_eq!(v2.host_facts(), HostFacts::default());
+        let mut expected = state.clone();
+        expected.set_host_facts(HostFacts::default());
+        assert_eq!(v2, expected);
+        // The facts round-trip through their fields.
+        let mut copy = MicrovmState::default();
+        copy.set_host_facts(state.host_facts());
+        assert_eq!(copy.host_facts(), state.host_facts());
+        assert_eq!(MicrovmState::version(), 2);
     }
 
     /// The newest app version maps every type to its latest version: a type whose layout
     /// changed without an entry in `version_map` fails here.
     #[test]
     fn test_version_map_covers_latest_type_versions() {
-        use crate::device::virtio::QueueState;
-        use crate::msr::{MsrEntry, Msrs};
-        use crate::vcpu::*;
-        use crate::vm::*;
+        use crate::*;
 
         fn check<T: Versionize + 'static>(map: &VersionMap, name: &str) {
             assert_eq!(
@@ -409,7 +492,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kvm-state-microvm-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let state = sample();
-        for app_version in [APP_VERSION_1, APP_VERSION_2] {
+        for app_version in [APP_VERSION_1, APP_VERSION_2, APP_VERSION_3] {
             let path = dir.join(format!("v{app_version}.snap"));
             state.save_to_file(&path, app_version).unwrap();
             let bytes = std::fs::read(&path).unwrap();
@@ -427,12 +510,13 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let state = sample();
         // An app version this build does not know.
+        let unknown = CURRENT_APP_VERSION + 1;
         assert!(matches!(
-            state.save_to_file(dir.join("v3.snap"), 3),
+            state.save_to_file(dir.join("unknown.snap"), unknown),
             Err(KvmStateError::Snapshot {
                 action: "save",
-                source: snapshot::SnapshotError::InvalidDataVersion { found: 3, .. }
-            })
+                source: snapshot::SnapshotError::InvalidDataVersion { found, .. }
+            }) if found == unknown
         ));
         // A file over the cap, which the raised cap accepts.
         let big = MicrovmState {

@@ -1,6 +1,6 @@
 //! Model specific registers: which ones to save, and reading/writing them in bulk.
 
-use kvm_bindings::{kvm_msr_entry, KVM_MAX_MSR_ENTRIES};
+use kvm_bindings::kvm_msr_entry;
 use kvm_ioctls::{Kvm, VcpuFd};
 use versionize::prelude::Versionize;
 
@@ -16,6 +16,11 @@ pub const MSR_IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
 pub const MSR_KVM_PV_FIRST: u32 = 0x4b56_4d00;
 /// Last MSR of the KVM paravirtual range.
 pub const MSR_KVM_PV_LAST: u32 = 0x4b56_4dff;
+
+/// The most MSRs one `KVM_GET_MSRS`/`KVM_SET_MSRS` call takes: the kernel refuses
+/// `KVM_MAX_MSR_ENTRIES` (256) or more with `E2BIG` (`nmsrs >= MAX_IO_MSRS`), so
+/// [`get_msrs`] and [`set_msrs`] split longer lists into calls of this many.
+pub const MAX_MSRS_PER_CALL: usize = kvm_bindings::KVM_MAX_MSR_ENTRIES - 1;
 
 /// MSRs on KVM's index list that are not vCPU state and must not be restored.
 ///
@@ -110,7 +115,7 @@ pub fn savable_msr_indices(kvm: &Kvm) -> Result<Vec<u32>> {
         .collect())
 }
 
-/// Reads the given MSRs of a vCPU.
+/// Reads the given MSRs of a vCPU, any number of them (in calls of [`MAX_MSRS_PER_CALL`]).
 ///
 /// # Errors
 ///
@@ -118,7 +123,7 @@ pub fn savable_msr_indices(kvm: &Kvm) -> Result<Vec<u32>> {
 /// first MSR the kernel did not read.
 pub fn get_msrs(vcpu: &VcpuFd, indices: &[u32]) -> Result<Msrs> {
     let mut entries = Vec::with_capacity(indices.len());
-    for chunk in indices.chunks(KVM_MAX_MSR_ENTRIES) {
+    for chunk in indices.chunks(MAX_MSRS_PER_CALL) {
         let request: Vec<kvm_msr_entry> = chunk
             .iter()
             .map(|&index| kvm_msr_entry {
@@ -142,7 +147,8 @@ pub fn get_msrs(vcpu: &VcpuFd, indices: &[u32]) -> Result<Msrs> {
     Ok(Msrs { entries })
 }
 
-/// Writes MSRs to a vCPU; every one must be accepted.
+/// Writes MSRs to a vCPU, any number of them (in calls of [`MAX_MSRS_PER_CALL`]); every
+/// one must be accepted.
 ///
 /// `IA32_TSC_DEADLINE` is written after `IA32_TSC`, whatever the order in `msrs`, since KVM
 /// interprets the deadline against the current TSC.
@@ -154,7 +160,7 @@ pub fn get_msrs(vcpu: &VcpuFd, indices: &[u32]) -> Result<Msrs> {
 pub fn set_msrs(vcpu: &VcpuFd, msrs: &Msrs) -> Result<()> {
     let ordered = restore_order(&msrs.entries);
     let mut written = 0;
-    for chunk in ordered.chunks(KVM_MAX_MSR_ENTRIES) {
+    for chunk in ordered.chunks(MAX_MSRS_PER_CALL) {
         let kvm_msrs = to_kvm_msrs(chunk)?;
         let n = vcpu
             .set_msrs(&kvm_msrs)
@@ -215,7 +221,7 @@ mod tests {
     #[test]
     fn test_msrs_too_many() {
         let msrs = Msrs {
-            entries: vec![MsrEntry::default(); KVM_MAX_MSR_ENTRIES + 1],
+            entries: vec![MsrEntry::default(); kvm_bindings::KVM_MAX_MSR_ENTRIES + 1],
         };
         assert!(matches!(
             kvm_bindings::Msrs::try_from(&msrs),

@@ -417,7 +417,11 @@ fn get_irqchip(vm: &VmFd, chip_id: u32) -> Result<IrqchipState> {
 }
 
 /// Reads the VM state. The VM needs an in-kernel irqchip and PIT (`KVM_CREATE_IRQCHIP`,
-/// `KVM_CREATE_PIT2`); its vCPUs should be paused.
+/// `KVM_CREATE_PIT2`); its vCPUs must be paused (see [`VcpuKick`](crate::VcpuKick)), so that
+/// no vCPU changes the irqchips while they are read.
+///
+/// Steps, in order: the three irqchips (`KVM_GET_IRQCHIP`), the PIT (`KVM_GET_PIT2`), the
+/// kvmclock (`KVM_GET_CLOCK`).
 ///
 /// # Errors
 ///
@@ -444,7 +448,12 @@ pub fn save_vm(vm: &VmFd) -> Result<VmState> {
     Ok(state)
 }
 
-/// Writes a saved VM state into a VM with an in-kernel irqchip and PIT, before its vCPUs run.
+/// Writes a saved VM state into a VM with an in-kernel irqchip and PIT, before its vCPUs are
+/// restored (their LAPIC state refers to the irqchips) and before they run.
+///
+/// Steps, in order: the three irqchips (`KVM_SET_IRQCHIP`: PIC master, PIC slave, IOAPIC),
+/// the PIT (`KVM_SET_PIT2`), the kvmclock (`KVM_SET_CLOCK`, without the flags in
+/// [`CLOCK_HOST_ONLY_FLAGS`], which describe the source host).
 ///
 /// # Errors
 ///

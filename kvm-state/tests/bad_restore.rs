@@ -12,7 +12,7 @@ mod common;
 
 use common::kvm_available;
 use kvm_state::demo::{expected_output, DemoExit, DemoVm};
-use kvm_state::vcpu::LEGACY_XSAVE_SIZE;
+use kvm_state::LEGACY_XSAVE_SIZE;
 use kvm_state::{KvmStateError, MicrovmState, MsrEntry};
 
 /// Reports the guest makes before the snapshot.
@@ -263,7 +263,7 @@ fn test_bad_restore_xsave_of_another_size() {
 
     // An area larger than this host's (KVM_CAP_XSAVE2) with state in the extra part, as a
     // host with AMX tiles would save.
-    let host = kvm_state::vcpu::xsave_size(vm.vm())
+    let host = kvm_state::xsave_size(vm.vm())
         .unwrap()
         .unwrap_or(LEGACY_XSAVE_SIZE);
     let extra_words = (host - LEGACY_XSAVE_SIZE) / 4 + 64;

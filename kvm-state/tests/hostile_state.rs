@@ -208,6 +208,7 @@ fn realistic_state() -> MicrovmState {
             0,
             (0..4096).map(|_| rng.next() as u8).collect(),
         )],
+        ..Default::default()
     }
 }
 

@@ -83,6 +83,7 @@ fn test_snapshot_without_pause() {
         vm: save_vm(vm.vm()).unwrap(),
         devices: vm.devices_state(),
         memory: vec![vm.memory_region()],
+        ..Default::default()
     };
     drop(vm);
     let rest = restore_and_finish(&saved).unwrap();
@@ -112,7 +113,7 @@ fn test_restore_refused_msr_is_named() {
     );
     let target = DemoVm::new().unwrap();
     restore_vm(target.vm(), &saved.vm).unwrap();
-    let err = restore_vcpu(target.vm(), target.vcpu(), &saved.vcpus[0]).unwrap_err();
+    let err = restore_vcpu(target.vcpu(), &saved.vcpus[0], &host(target.vm())).unwrap_err();
     match err {
         kvm_state::KvmStateError::MsrWrite {
             index,
@@ -141,13 +142,13 @@ fn test_restore_tsc_khz() {
     // Within 250 ppm: nothing to set, restore works everywhere.
     saved.vcpus[0].tsc_khz = Some(khz + khz / 10_000);
     let target = DemoVm::new().unwrap();
-    restore_vcpu(target.vm(), target.vcpu(), &saved.vcpus[0]).unwrap();
+    restore_vcpu(target.vcpu(), &saved.vcpus[0], &host(target.vm())).unwrap();
     // 1% slower: needs KVM_SET_TSC_KHZ, which only hosts with TSC scaling honour (without it
     // KVM accepts a faster TSC, by catching up in software, but refuses a slower one).
     let slower = khz - khz / 100;
     saved.vcpus[0].tsc_khz = Some(slower);
     let target = DemoVm::new().unwrap();
-    let result = restore_vcpu(target.vm(), target.vcpu(), &saved.vcpus[0]);
+    let result = restore_vcpu(target.vcpu(), &saved.vcpus[0], &host(target.vm()));
     if kvm.check_extension(kvm_ioctls::Cap::TscControl) {
         result.unwrap();
         assert_eq!(target.vcpu().get_tsc_khz().unwrap(), slower);
@@ -164,6 +165,11 @@ fn test_restore_tsc_khz() {
             other => panic!("expected a tsc frequency error, got {other:?}"),
         }
     }
+}
+
+/// What this host offers the vCPUs of `vm`.
+fn host(vm: &kvm_ioctls::VmFd) -> kvm_state::HostSupport {
+    kvm_state::HostSupport::query(&kvm_ioctls::Kvm::new().unwrap(), vm).unwrap()
 }
 
 /// A VM fd and a vCPU fd that are not KVM fds at all, so every ioctl fails (ENOTTY).
@@ -231,12 +237,14 @@ fn test_bad_fd_errors_name_the_ioctl() {
         ..saved_vcpu.clone()
     };
     assert_ioctl_error(
-        restore_vcpu(good.vm(), &bad_vcpu, &no_tsc).unwrap_err(),
+        restore_vcpu(&bad_vcpu, &no_tsc, &host(good.vm())).unwrap_err(),
         "KVM_SET_CPUID2",
     );
     assert_ioctl_error(pause_vcpu(&mut bad_vcpu).unwrap_err(), "KVM_RUN");
     // A bad VM fd with a good vCPU fd: the xsave size query fails, before any vCPU ioctl.
-    let err = restore_vcpu(&bad_vm, good.vcpu(), &saved_vcpu).unwrap_err();
+    let kvm = kvm_ioctls::Kvm::new().unwrap();
+    let err = kvm_state::HostSupport::query(&kvm, &bad_vm).unwrap_err();
+    let _ = (good.vcpu(), &saved_vcpu);
     assert!(
         matches!(
             err,
@@ -261,7 +269,7 @@ fn test_malformed_state_fails_before_touching_the_vcpu() {
     state.lapic.regs.truncate(10);
     // The conversion error wins over the ioctl error the bad fd would give.
     assert!(matches!(
-        restore_vcpu(good.vm(), &bad_vcpu, &state),
+        restore_vcpu(&bad_vcpu, &state, &host(good.vm())),
         Err(kvm_state::KvmStateError::BadLength {
             what: "lapic registers",
             ..

@@ -50,7 +50,7 @@ fn test_microvm_state_schema_guard_names_the_field() {
     assert_eq!(
         text,
         [
-            "kvm_state::vcpu::VcpuState.lapic: field of type kvm_state::vcpu::Lapic added \
+            "kvm_state::vcpu::VcpuState.lapic: field of type kvm_state::vcpu::lapic::Lapic added \
              without a version change (give it `start = <new version>` and map the new version)"
         ]
     );

@@ -1,4 +1,7 @@
 //! State of emulated devices that VMMs commonly snapshot alongside KVM state.
 
-pub mod serial;
-pub mod virtio;
+mod serial;
+mod virtio;
+
+pub use serial::SerialState;
+pub use virtio::{MmioTransportState, QueueState};

@@ -95,16 +95,17 @@ pub(crate) fn info(out: &mut dyn Write, file: &Path, max_state_len: u64) -> Resu
     }
 }
 
-/// `vmstate verify`: a full load, CRC included, then the checks a restore would make
-/// before touching KVM.
+/// `vmstate verify`: a full load, CRC included, then the checks every restore makes before
+/// touching KVM that need no target host ([`kvm_state::check_state`]).
 pub(crate) fn verify(out: &mut dyn Write, file: &Path, max_state_len: u64) -> Result<(), Failure> {
     let (state, data_version) = load(file, max_state_len)?;
-    for region in &state.memory {
-        region
-            .check(region.guest_phys_addr, region.size)
-            .map_err(|e| Failure::new(format!("{} is not sound", file.display())).because(&e))?;
-    }
-    let memory: u64 = state.memory.iter().map(|region| region.size).sum();
+    kvm_state::check_state(&state)
+        .map_err(|e| Failure::new(format!("{} is not sound", file.display())).because(&e))?;
+    // check_state refused overlapping regions, so the sizes add up within u64.
+    let memory = state
+        .memory
+        .iter()
+        .fold(0u64, |sum, region| sum.saturating_add(region.size));
     writeln!(
         out,
         "{}: ok: data version {data_version}, {} vcpu(s), {} serial and {} virtio-mmio device(s), \
