@@ -31,34 +31,13 @@
 //!
 //! Every state type derives `versionize::Versionize`; [`MicrovmState`] gathers them with the
 //! device state and guest memory, and [`version_map`] is the app version map a VMM registers
-//! at start-up (history in [`microvm`]). A full save to a snapshot file and restore into a
-//! fresh VM on `/dev/kvm` (see `examples/microvm.rs` and `tests/microvm_snapshot.rs`):
-//!
-//! ```no_run
-//! # #[cfg(target_arch = "x86_64")]
-//! # fn main() -> Result<(), kvm_state::KvmStateError> {
-//! use kvm_state::demo::DemoVm;
-//! use kvm_state::{MicrovmState, APP_VERSION_1, CURRENT_APP_VERSION};
-//!
-//! let mut source = DemoVm::new()?;
-//! source.load_guest()?;
-//! source.run_until_report()?;
-//! // Pause (complete the pending I/O), then read the VM, the vCPU and guest memory.
-//! let state = source.save_microvm()?;
-//! drop(source);
-//! state.save_to_file("/tmp/vm.snap", CURRENT_APP_VERSION)?;
-//! // For a build that only knows app version 1 (rollback):
-//! state.save_to_file("/tmp/vm-v1.snap", APP_VERSION_1)?;
-//!
-//! let (loaded, _app_version) = MicrovmState::load_file("/tmp/vm.snap")?;
-//! let mut target = DemoVm::new()?;
-//! target.restore_microvm(&loaded)?;
-//! let rest = target.run_to_end()?;
-//! # Ok(())
-//! # }
-//! # #[cfg(not(target_arch = "x86_64"))]
-//! # fn main() {}
-//! ```
+//! at start-up (history in [`microvm`]). A VMM saves a paused VM with [`save_vm`] and
+//! [`save_vcpu`] for each vCPU (MSRs from [`savable_msr_indices`]), writes the
+//! [`MicrovmState`] with [`MicrovmState::save_to_file`], and on the target host loads it with
+//! [`MicrovmState::load_file`], checks it ([`check_cpuid`], [`xsave_size`]) and writes it with
+//! [`restore_vm`] and then [`restore_vcpu`] for each vCPU. The workspace's `demo-vmm` crate is
+//! a complete small VMM built that way on this crate's public API: an SMP guest on `/dev/kvm`,
+//! snapshotted to a file mid-run and resumed in a fresh VM.
 //!
 //! # Cargo features
 //!
@@ -72,8 +51,6 @@
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(target_arch = "x86_64")]
-pub mod demo;
 pub mod device;
 mod error;
 #[cfg(target_arch = "x86_64")]
@@ -96,12 +73,12 @@ pub use microvm::{
     CURRENT_APP_VERSION,
 };
 #[cfg(target_arch = "x86_64")]
-pub use msr::{MsrEntry, Msrs};
+pub use msr::{savable_msr_indices, MsrEntry, Msrs};
 #[cfg(target_arch = "x86_64")]
 pub use vcpu::{
-    pause_vcpu, restore_vcpu, save_vcpu, Cpuid, CpuidEntry, DTable, DebugRegs, ExceptionEvent,
-    InterruptEvent, Lapic, MpState, NmiEvent, Regs, Segment, SmiEvent, Sregs, TripleFaultEvent,
-    VcpuEvents, VcpuState, Xcr, Xcrs, Xsave,
+    check_cpuid, pause_vcpu, restore_vcpu, save_vcpu, xsave_size, Cpuid, CpuidEntry, DTable,
+    DebugRegs, ExceptionEvent, InterruptEvent, Lapic, MpState, NmiEvent, Regs, Segment, SmiEvent,
+    Sregs, TripleFaultEvent, VcpuEvents, VcpuState, Xcr, Xcrs, Xsave, LEGACY_XSAVE_SIZE,
 };
 #[cfg(target_arch = "x86_64")]
 pub use vm::{

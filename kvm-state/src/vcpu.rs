@@ -817,7 +817,7 @@ fn cpuid_register(entry: &CpuidEntry, register: &str) -> u32 {
 /// the CPU under the running guest), so a restore must check them itself. `offered` is what the
 /// target host gives a guest: `KVM_GET_SUPPORTED_CPUID`, or, more precisely where the kernel
 /// adjusts the table it is given, `KVM_GET_CPUID2` of a vCPU that has not run and was given
-/// `KVM_GET_SUPPORTED_CPUID` (what [`DemoVm`](crate::demo::DemoVm) does). Only the registers
+/// `KVM_GET_SUPPORTED_CPUID` (what the workspace's `demo-vmm` does). Only the registers
 /// that hold feature flags are compared (leaves 0x1, 0x7, 0xd, 0x8000_0001 and 0x4000_0001),
 /// leaving out the bits that follow guest control registers.
 ///

@@ -1,0 +1,58 @@
+//! A small VMM built only on `kvm-state`'s public API: a sample for VMM authors of how to
+//! save a running SMP microVM to a snapshot file and resume it in a fresh VM.
+//!
+//! [`DemoVm`] creates a KVM VM with an in-kernel irqchip and PIT, 2 MiB of memory,
+//! [`VCPU_COUNT`] vCPUs and a `vm_superio` 16550A UART on COM1, and loads a guest whose three
+//! programs (BSP, a running AP, an AP halted waiting for an IPI; see [`guest`]) report values
+//! to an I/O port. [`DemoVm::run`] runs each vCPU on its own thread until a
+//! [`StopWhen`] condition, then kicks every thread out of `KVM_RUN` and pauses its vCPU; the
+//! VM can then be saved:
+//!
+//! 1. pause every vCPU ([`kvm_state::pause_vcpu`], which completes a pending I/O instruction);
+//! 2. [`kvm_state::save_vm`] (irqchips, PIT, clock), then [`kvm_state::save_vcpu`] for each
+//!    vCPU with the MSR list of [`kvm_state::savable_msr_indices`];
+//! 3. the devices (the UART's `vm_superio` state as a [`kvm_state::SerialState`]) and guest
+//!    memory, all in one [`kvm_state::MicrovmState`], written with
+//!    [`kvm_state::MicrovmState::save_to_file`].
+//!
+//! [`DemoVm::restore_microvm`] checks a loaded state against the fresh VM before it touches
+//! KVM, then writes memory, [`kvm_state::restore_vm`], [`kvm_state::restore_vcpu`] for each
+//! vCPU, and the UART.
+//!
+//! ```no_run
+//! use demo_vmm::{DemoVm, StopWhen};
+//! use kvm_state::{MicrovmState, CURRENT_APP_VERSION};
+//!
+//! # fn main() -> Result<(), demo_vmm::DemoVmError> {
+//! let mut source = DemoVm::new()?;
+//! source.load_guest()?;
+//! let before = source.run(StopWhen::Reports(10))?;
+//! source.save_microvm()?.save_to_file("/tmp/vm.snap", CURRENT_APP_VERSION)?;
+//! drop(source);
+//!
+//! let (state, _app_version) = MicrovmState::load_file("/tmp/vm.snap")?;
+//! let mut target = DemoVm::new()?;
+//! target.restore_microvm(&state)?;
+//! let after = target.run_to_end()?;
+//! for (vcpu, (b, a)) in before.reports.iter().zip(&after).enumerate() {
+//!     println!("vcpu {vcpu}: {b:x?} | {a:x?}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+#![cfg(target_arch = "x86_64")]
+#![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod error;
+pub mod guest;
+mod guest_code;
+mod memory;
+mod run;
+mod vm;
+
+pub use error::{DemoVmError, Result};
+pub use guest::{expected_output, DONE_MARKER, MEM_SIZE, VCPU_COUNT};
+pub use run::{RunOutput, StopWhen};
+pub use vm::{DemoVm, DEFAULT_TIMEOUT, SERIAL_FIFO_SIZE};
