@@ -114,7 +114,7 @@ pub(crate) fn memory_image() -> Vec<(u64, Vec<u8>)> {
     u64_at(PD_LOW, 0x83); // 2 MiB page at 0: present, writable, large
     let apic_index = (LAPIC_BASE - 0xc000_0000) >> 21;
     u64_at(PD_APIC + apic_index * 8, LAPIC_BASE | 0x9b); // + uncached
-    // GDT: null, 64-bit code (0x8), data (0x10), 64-bit TSS (0x18, 16 bytes).
+                                                         // GDT: null, 64-bit code (0x8), data (0x10), 64-bit TSS (0x18, 16 bytes).
     u64_at(GDT, 0);
     u64_at(GDT + 0x8, 0x00af_9b00_0000_ffff);
     u64_at(GDT + 0x10, 0x00cf_9300_0000_ffff);

@@ -65,7 +65,10 @@ impl GuestMemory {
     pub(crate) fn write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         let start = usize::try_from(offset)
             .ok()
-            .filter(|&o| o.checked_add(data.len()).is_some_and(|end| end <= self.size))
+            .filter(|&o| {
+                o.checked_add(data.len())
+                    .is_some_and(|end| end <= self.size)
+            })
             .ok_or(DemoVmError::GuestMemoryBounds {
                 offset,
                 len: data.len(),

@@ -187,7 +187,10 @@ pub(crate) fn run_vcpus(
     if let Some(first) = errors.into_iter().next() {
         return Err(first);
     }
-    let progress = shared.progress.into_inner().unwrap_or_else(|e| e.into_inner());
+    let progress = shared
+        .progress
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
     Ok(RunOutput {
         reports: progress.reports,
         finished: progress.finished,

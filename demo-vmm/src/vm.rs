@@ -9,7 +9,7 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use kvm_state::{
-    check_cpuid, restore_vcpu, restore_vm, save_vcpu, save_vm, savable_msr_indices, xsave_size,
+    check_cpuid, restore_vcpu, restore_vm, savable_msr_indices, save_vcpu, save_vm, xsave_size,
     DevicesState, Lapic, MemoryRegionState, MicrovmState, SerialState, VcpuState,
     LEGACY_XSAVE_SIZE,
 };
@@ -329,12 +329,12 @@ impl DemoVm {
         let host_xsave = xsave_size(&self.vm)?.unwrap_or(LEGACY_XSAVE_SIZE);
         for (index, (vcpu, saved)) in self.vcpus.iter().zip(&state.vcpus).enumerate() {
             // The vCPU has not run and holds the CPUID this host offers (set in `with_kvm`).
-            let offered = vcpu
-                .get_cpuid2(KVM_MAX_CPUID_ENTRIES)
-                .map_err(|source| DemoVmError::Ioctl {
-                    ioctl: "KVM_GET_CPUID2",
-                    source,
-                })?;
+            let offered =
+                vcpu.get_cpuid2(KVM_MAX_CPUID_ENTRIES)
+                    .map_err(|source| DemoVmError::Ioctl {
+                        ioctl: "KVM_GET_CPUID2",
+                        source,
+                    })?;
             check_cpuid(offered.as_slice(), &saved.cpuid)?;
             CpuId::try_from(&saved.cpuid)?;
             saved.xsave.to_kvm(host_xsave)?;
@@ -465,7 +465,12 @@ mod tests {
         };
         lapic.regs[0x23] = 2;
         assert_eq!(xapic_id(&lapic), Some(2));
-        assert_eq!(xapic_id(&Lapic { regs: vec![0; 0x22] }), None);
+        assert_eq!(
+            xapic_id(&Lapic {
+                regs: vec![0; 0x22]
+            }),
+            None
+        );
     }
 
     #[test]
