@@ -9,7 +9,7 @@
 //!   against `to_vec` (allocate + copy + free: the floor of a decode into an owned `Vec`);
 //! - `crc`: CRC-64 over 1 MiB against `memcpy` of 1 MiB;
 //! - `snapshot`: save and load with and without the CRC;
-//! - `kvm` (only with a usable `/dev/kvm`): a 1-vCPU and a 4-vCPU VM, the save and restore
+//! - `kvm` (only with a usable `/dev/kvm`): VMs of 1, 4 and 16 vCPUs, the save and restore
 //!   ioctls against `Snapshot::save` and `Snapshot::load` of the collected state.
 
 use std::hint::black_box;
@@ -333,8 +333,10 @@ mod kvm {
     use criterion::{BatchSize, Criterion, Throughput};
     use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
     use kvm_ioctls::{Kvm, VcpuFd, VmFd};
-    use kvm_state::microvm::{version_map, MicrovmState, CURRENT_APP_VERSION};
-    use kvm_state::{restore_vcpu, restore_vm, save_vcpu, save_vm, VcpuState};
+    use kvm_state::{
+        restore_vcpu, restore_vm, savable_msr_indices, save_vcpu, save_vm, version_map,
+        MicrovmState, VcpuState, CURRENT_APP_VERSION,
+    };
     use snapshot::Snapshot;
 
     use super::keep;
@@ -390,7 +392,7 @@ mod kvm {
             })
         }
 
-        /// `restore_vm`, then `restore_vcpu` for every vCPU, in the order `DemoVm` uses.
+        /// `restore_vm`, then `restore_vcpu` for every vCPU, in the order `demo-vmm` uses.
         fn restore(&self, state: &MicrovmState) -> kvm_state::Result<()> {
             restore_vm(&self.vm, &state.vm)?;
             for (vcpu, saved) in self.vcpus.iter().zip(&state.vcpus) {
@@ -432,7 +434,7 @@ mod kvm {
                 return;
             }
         };
-        let msr_indices = match kvm_state::msr::savable_msr_indices(&kvm) {
+        let msr_indices = match savable_msr_indices(&kvm) {
             Ok(indices) => indices,
             Err(e) => {
                 println!("kvm: skipping: {e}");
@@ -440,7 +442,7 @@ mod kvm {
             }
         };
         let mut vms = Vec::new();
-        for n in [1u64, 4] {
+        for n in [1u64, 4, 16] {
             match setup(&kvm, n, &msr_indices) {
                 Ok(vm) => vms.push((n, vm)),
                 Err(e) => {
