@@ -4,6 +4,7 @@
 # on timing), however the vCPUs interleave.
 #
 # Assemble with `python3 guest/assemble.py` (GNU as), which regenerates src/guest_code.rs.
+# The demo-vmm test `test_guest_code_matches_source` checks the two agree where `as` exists.
 
 .intel_syntax noprefix
 .code64
@@ -33,8 +34,18 @@
 .equ MAILBOX, 0x10080
 .equ AP1_XMM_OUT, 0x10090
 
+# The virtio-mmio device and the BSP driver's queue (8 descriptors, 4 requests).
+.equ VIRTIO, 0xd0000000
+.equ VQ_DESC, 0x11000
+.equ VQ_AVAIL, 0x11100
+.equ VQ_USED, 0x11200
+.equ VQ_REQ, 0x11300
+.equ VQ_RESP, 0x11340
+.equ VQ_REQUESTS, 4
+
 # -------------------------------------------------------------------------------------------
-# vCPU 0, the BSP: XMM registers, an MSR, the UART, its LAPIC timer; starts AP2 with an IPI.
+# vCPU 0, the BSP: XMM registers, an MSR, the UART, its LAPIC timer, a virtio driver; starts
+# AP2 with an IPI.
 bsp_entry:
     mov eax, 0x53544152                 # "RATS"
     out REPORT_PORT, eax
@@ -111,6 +122,77 @@ bsp_ticked10:
     sti
     mov eax, 5
     out REPORT_PORT, eax
+    # --- virtio driver: identify the device, negotiate VIRTIO_F_VERSION_1, set up queue 0.
+    mov r12d, VIRTIO
+    mov eax, [r12 + 0x008]              # DeviceID
+    out REPORT_PORT, eax
+    mov dword ptr [r12 + 0x070], 0      # Status: reset
+    mov dword ptr [r12 + 0x070], 3      # ACKNOWLEDGE | DRIVER
+    mov dword ptr [r12 + 0x024], 1      # DriverFeaturesSel: bits 32..63
+    mov dword ptr [r12 + 0x020], 1      # VIRTIO_F_VERSION_1
+    mov dword ptr [r12 + 0x024], 0
+    mov dword ptr [r12 + 0x020], 0
+    mov dword ptr [r12 + 0x070], 0xb    # | FEATURES_OK
+    mov eax, [r12 + 0x070]              # still FEATURES_OK: the device accepted
+    out REPORT_PORT, eax
+    mov dword ptr [r12 + 0x030], 0      # QueueSel
+    mov dword ptr [r12 + 0x038], 8      # QueueNum
+    mov dword ptr [r12 + 0x080], VQ_DESC
+    mov dword ptr [r12 + 0x084], 0
+    mov dword ptr [r12 + 0x090], VQ_AVAIL
+    mov dword ptr [r12 + 0x094], 0
+    mov dword ptr [r12 + 0x0a0], VQ_USED
+    mov dword ptr [r12 + 0x0a4], 0
+    mov dword ptr [r12 + 0x044], 1      # QueueReady
+    mov dword ptr [r12 + 0x070], 0xf    # | DRIVER_OK
+    # Request i: descriptor 2i, the payload 0x600d0000 + i * 0x111 (device reads), chained to
+    # descriptor 2i+1, the response (device writes).
+    xor ecx, ecx
+bsp_vq_fill:
+    imul eax, ecx, 0x111
+    add eax, 0x600d0000
+    mov [rcx * 4 + VQ_REQ], eax
+    mov edx, ecx
+    shl edx, 5
+    lea edi, [rcx * 4 + VQ_REQ]
+    mov [rdx + VQ_DESC], rdi            # addr
+    mov dword ptr [rdx + VQ_DESC + 8], 4    # len
+    mov word ptr [rdx + VQ_DESC + 12], 1    # VIRTQ_DESC_F_NEXT
+    lea eax, [rcx * 2 + 1]
+    mov [rdx + VQ_DESC + 14], ax        # next
+    lea edi, [rcx * 4 + VQ_RESP]
+    mov [rdx + VQ_DESC + 16], rdi
+    mov dword ptr [rdx + VQ_DESC + 24], 4
+    mov word ptr [rdx + VQ_DESC + 28], 2    # VIRTQ_DESC_F_WRITE
+    mov word ptr [rdx + VQ_DESC + 30], 0
+    lea eax, [rcx * 2]
+    mov [rcx * 2 + VQ_AVAIL + 4], ax    # avail ring entry i: head 2i
+    inc ecx
+    cmp ecx, VQ_REQUESTS
+    jb bsp_vq_fill
+    mov word ptr [VQ_AVAIL + 2], VQ_REQUESTS   # publish: avail idx
+    mov dword ptr [r12 + 0x050], 0      # QueueNotify
+    mov eax, 0x60                       # submitted
+    out REPORT_PORT, eax
+bsp_vq_wait:
+    cli
+    cmp word ptr [VQ_USED + 2], VQ_REQUESTS
+    jae bsp_vq_done
+    sti
+    hlt
+    jmp bsp_vq_wait
+bsp_vq_done:
+    sti
+    mov eax, [VQ_RESP]
+    out REPORT_PORT, eax
+    mov eax, [VQ_RESP + 4]
+    out REPORT_PORT, eax
+    mov eax, [VQ_RESP + 8]
+    out REPORT_PORT, eax
+    mov eax, [VQ_RESP + 12]
+    out REPORT_PORT, eax
+    mov eax, [r12 + 0x060]              # InterruptStatus
+    mov [r12 + 0x064], eax              # InterruptACK
     # Wait until AP1 has finished and AP2 waits for its IPI.
 bsp_wait_aps:
     cli

@@ -32,11 +32,11 @@ pub enum DemoVmError {
     /// The signal handler that kicks vCPU threads out of `KVM_RUN` could not be installed.
     #[error("cannot install the vcpu kick signal handler")]
     KickSignal(#[source] vmm_sys_util::errno::Error),
-    /// A vCPU thread could not be started.
-    #[error("cannot start the thread of vcpu {vcpu}")]
+    /// A vCPU thread or the virtio worker thread could not be started.
+    #[error("cannot start thread {name}")]
     Thread {
-        /// Index of the vCPU.
-        vcpu: usize,
+        /// The thread's name: `vcpu0`, ..., or `virtio`.
+        name: String,
         /// Why the thread could not be spawned.
         #[source]
         source: std::io::Error,
@@ -46,9 +46,9 @@ pub enum DemoVmError {
     GuestMemory {
         /// Size of the mapping asked for.
         size: usize,
-        /// The error of `mmap`.
+        /// Why `vm-memory` could not map it.
         #[source]
-        source: std::io::Error,
+        source: vm_memory::mmap::FromRangesError,
     },
     /// A guest memory access fell outside the guest memory.
     #[error("guest memory access of {len} bytes at {offset:#x} is out of bounds")]
@@ -72,6 +72,30 @@ pub enum DemoVmError {
     /// No vCPU reported anything for this long: the guest hangs.
     #[error("no vcpu reported within {0:?}")]
     Timeout(Duration),
+    /// A virtqueue state the device model refuses (size, addresses).
+    #[error("virtio queue {queue}: invalid state")]
+    VirtioQueue {
+        /// Index of the queue.
+        queue: usize,
+        /// Why `virtio-queue` refused it.
+        #[source]
+        source: virtio_queue::Error,
+    },
+    /// The virtio device could not complete a request in guest memory.
+    #[error("virtio device: cannot complete request {head}")]
+    VirtioRequest {
+        /// Head descriptor index of the request.
+        head: u16,
+        /// Why `virtio-queue` failed.
+        #[source]
+        source: virtio_queue::Error,
+    },
+    /// The state has another number of queues for the virtio device than it has (one).
+    #[error("the saved virtio device has {0} queues, the demo device has 1")]
+    VirtioQueueCount(usize),
+    /// The state has more virtio-mmio devices than the demo VM (one).
+    #[error("the state has {0} virtio-mmio devices, the demo vm has 1")]
+    VirtioCount(usize),
     /// The state has another number of vCPUs than the demo VM.
     #[error("the state has {saved} vcpus, the demo vm has {target}")]
     VcpuCount {

@@ -6,7 +6,10 @@
 //!
 //! - vCPU 0, the BSP: loads `xmm0`/`xmm9` and wipes their source, writes the UART scratch
 //!   register and `IA32_KERNEL_GS_BASE`, waits for 5 and then 10 ticks of its periodic LAPIC
-//!   timer, reports the XMM registers and the MSR; waits until AP1 has finished and AP2 waits
+//!   timer, reports the XMM registers and the MSR; sets up the virtio device (see
+//!   [`crate::virtio`]) and its queue, submits [`VIRTIO_REQUESTS`] requests at once, waits
+//!   until the device has completed them all and reports the responses; waits until AP1 has
+//!   finished and AP2 waits
 //!   for its IPI, posts a mailbox value and sends AP2 a fixed IPI; waits until AP2 has finished,
 //!   reports the UART scratch register and the pending UART input, and writes [`DONE_MARKER`]
 //!   to [`DONE_PORT`].
@@ -23,6 +26,7 @@
 use crate::guest_code::{
     GUEST_CODE, IPI_HANDLER, SPURIOUS_HANDLER, TIMER0_HANDLER, TIMER1_HANDLER, TIMER2_HANDLER,
 };
+use crate::virtio::{VIRTIO_DEVICE_ID, VIRTIO_MMIO_BASE};
 
 /// Number of vCPUs the guest needs: the BSP, AP1 and AP2.
 pub const VCPU_COUNT: usize = 3;
@@ -83,6 +87,11 @@ const XMM9_DATA: u64 = 0x1_0020;
 const XMM1_DATA: u64 = 0x1_0030;
 const UART_DATA: u64 = 0x1_0060;
 const FLAGS: u64 = 0x1_0070;
+/// The virtio driver's queue (descriptors, rings) and its request and response buffers.
+const VIRTQUEUE: u64 = 0x1_1000;
+const VIRTQUEUE_LEN: usize = 0x400;
+/// Requests the virtio driver submits at once.
+pub const VIRTIO_REQUESTS: usize = 4;
 /// Bytes at `FLAGS`: AP1 done, AP2 ready, AP2 done, IPI seen, mailbox, AP1's `xmm1` copy.
 const FLAGS_LEN: usize = 0x30;
 /// Top of vCPU 0's stack; each vCPU has 4 KiB below its own top.
@@ -114,7 +123,9 @@ pub(crate) fn memory_image() -> Vec<(u64, Vec<u8>)> {
     u64_at(PD_LOW, 0x83); // 2 MiB page at 0: present, writable, large
     let apic_index = (LAPIC_BASE - 0xc000_0000) >> 21;
     u64_at(PD_APIC + apic_index * 8, LAPIC_BASE | 0x9b); // + uncached
-                                                         // GDT: null, 64-bit code (0x8), data (0x10), 64-bit TSS (0x18, 16 bytes).
+    let virtio_index = (VIRTIO_MMIO_BASE - 0xc000_0000) >> 21;
+    u64_at(PD_APIC + virtio_index * 8, VIRTIO_MMIO_BASE | 0x9b); // + uncached
+                                                                 // GDT: null, 64-bit code (0x8), data (0x10), 64-bit TSS (0x18, 16 bytes).
     u64_at(GDT, 0);
     u64_at(GDT + 0x8, 0x00af_9b00_0000_ffff);
     u64_at(GDT + 0x10, 0x00cf_9300_0000_ffff);
@@ -145,6 +156,7 @@ pub(crate) fn memory_image() -> Vec<(u64, Vec<u8>)> {
     image.push((TICKS, vec![0; 16]));
     image.push((UART_DATA, vec![0; 8]));
     image.push((FLAGS, vec![0; FLAGS_LEN]));
+    image.push((VIRTQUEUE, vec![0; VIRTQUEUE_LEN]));
     for (addr, words) in [
         (XMM0_DATA, XMM0_VALUE),
         (XMM9_DATA, XMM9_VALUE),
@@ -185,7 +197,11 @@ pub fn expected_output() -> Vec<Vec<u32>> {
     bsp.extend_from_slice(&XMM9_VALUE);
     bsp.push(KERNEL_GS_BASE_VALUE as u32);
     bsp.push((KERNEL_GS_BASE_VALUE >> 32) as u32);
-    bsp.extend_from_slice(&[5, 6, 7]);
+    bsp.push(5);
+    // The virtio driver: device id, status with FEATURES_OK, submitted, the responses.
+    bsp.extend_from_slice(&[VIRTIO_DEVICE_ID, 0xb, 0x60]);
+    bsp.extend(expected_virtio_output().iter().map(|p| p.swap_bytes()));
+    bsp.extend_from_slice(&[6, 7]);
     bsp.push(u32::from(SCRATCH_VALUE));
     let n = SERIAL_INPUT.len().min(8);
     bsp.push(n as u32);
@@ -215,6 +231,13 @@ pub fn expected_output() -> Vec<Vec<u32>> {
         AP2_END,
     ];
     vec![bsp, ap1, ap2]
+}
+
+/// The payloads the virtio device receives in an uninterrupted run, in order.
+pub fn expected_virtio_output() -> Vec<u32> {
+    (0..VIRTIO_REQUESTS as u32)
+        .map(|i| 0x600d_0000 + i * 0x111)
+        .collect()
 }
 
 #[cfg(test)]

@@ -2,16 +2,18 @@
 //! save a running SMP microVM to a snapshot file and resume it in a fresh VM.
 //!
 //! [`DemoVm`] creates a KVM VM with an in-kernel irqchip and PIT, 2 MiB of memory,
-//! [`VCPU_COUNT`] vCPUs and a `vm_superio` 16550A UART on COM1, and loads a guest whose three
-//! programs (BSP, a running AP, an AP halted waiting for an IPI; see [`guest`]) report values
-//! to an I/O port. [`DemoVm::run`] runs each vCPU on its own thread until a
+//! [`VCPU_COUNT`] vCPUs, a `vm_superio` 16550A UART on COM1 and a virtio-mmio device whose
+//! queue is a `virtio_queue::Queue` (see [`virtio`]), and loads a guest whose three programs
+//! (BSP with a small virtio driver, a running AP, an AP halted waiting for an IPI; see
+//! [`guest`]) report values to an I/O port. [`DemoVm::run`] runs each vCPU on its own thread until a
 //! [`StopWhen`] condition, then kicks every thread out of `KVM_RUN` and pauses its vCPU; the
 //! VM can then be saved:
 //!
 //! 1. pause every vCPU ([`kvm_state::pause_vcpu`], which completes a pending I/O instruction);
 //! 2. [`kvm_state::save_vm`] (irqchips, PIT, clock), then [`kvm_state::save_vcpu`] for each
 //!    vCPU with the MSR list of [`kvm_state::savable_msr_indices`];
-//! 3. the devices (the UART's `vm_superio` state as a [`kvm_state::SerialState`]) and guest
+//! 3. the devices (the UART's `vm_superio` state as a [`kvm_state::SerialState`], the virtio
+//!    transport and its `virtio_queue` state as a [`kvm_state::MmioTransportState`]) and guest
 //!    memory, all in one [`kvm_state::MicrovmState`], written with
 //!    [`kvm_state::MicrovmState::save_to_file`].
 //!
@@ -50,9 +52,10 @@ pub mod guest;
 mod guest_code;
 mod memory;
 mod run;
+pub mod virtio;
 mod vm;
 
 pub use error::{DemoVmError, Result};
-pub use guest::{expected_output, DONE_MARKER, MEM_SIZE, VCPU_COUNT};
-pub use run::{RunOutput, StopWhen};
+pub use guest::{expected_output, expected_virtio_output, DONE_MARKER, MEM_SIZE, VCPU_COUNT};
+pub use run::{RunOutput, StopWhen, VIRTIO_REQUEST_INTERVAL};
 pub use vm::{DemoVm, DEFAULT_TIMEOUT, SERIAL_FIFO_SIZE};

@@ -1,6 +1,8 @@
 //! Running the vCPUs, one thread each, and stopping them all at a consistent point.
 //!
-//! Each vCPU thread loops on `KVM_RUN` and handles the exits (the UART's port I/O, reports).
+//! Each vCPU thread loops on `KVM_RUN` and handles the exits (the UART's port I/O, the virtio
+//! device's MMIO, reports); a worker thread completes the virtio device's requests, one every
+//! [`VIRTIO_REQUEST_INTERVAL`].
 //! To stop, the VMM sets a flag and kicks every thread that is still in `KVM_RUN` with a
 //! signal (re-sent every millisecond, so a kick that lands just before a thread enters
 //! `KVM_RUN` is not lost); a thread that sees the flag calls [`kvm_state::pause_vcpu`], which
@@ -16,7 +18,12 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use crate::error::{DemoVmError, Result};
 use crate::guest::{COM1_BASE, DONE_PORT, FAULT_PORT, REPORT_PORT};
+use crate::memory::Memory;
+use crate::virtio::{VirtioDevice, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE};
 use crate::vm::Uart;
+
+/// How often the virtio worker completes one request.
+pub const VIRTIO_REQUEST_INTERVAL: Duration = Duration::from_micros(300);
 
 /// When a run of the guest stops.
 #[derive(Clone, Copy, Debug)]
@@ -39,6 +46,8 @@ pub enum StopWhen {
 pub struct RunOutput {
     /// The values each vCPU reported in this run, in order; index 0 is the BSP.
     pub reports: Vec<Vec<u32>>,
+    /// The payloads the virtio device received in this run, in order (what it "transmitted").
+    pub virtio: Vec<u32>,
     /// Whether the guest finished (the BSP wrote [`crate::DONE_MARKER`]).
     pub finished: bool,
 }
@@ -69,6 +78,13 @@ struct ThreadSlot {
     ended: bool,
 }
 
+/// The devices and memory the vCPU threads and the virtio worker use.
+pub(crate) struct Devices<'a> {
+    pub(crate) uart: &'a Mutex<Uart>,
+    pub(crate) virtio: &'a Mutex<VirtioDevice>,
+    pub(crate) memory: &'a Memory,
+}
+
 /// What the vCPU threads and the VMM thread share during a run.
 struct Shared<'a> {
     stop_when: StopWhen,
@@ -76,12 +92,13 @@ struct Shared<'a> {
     progress: Mutex<Progress>,
     changed: Condvar,
     threads: Vec<Mutex<ThreadSlot>>,
-    uart: &'a Mutex<Uart>,
+    devices: Devices<'a>,
 }
 
 /// Reports so far, guarded by one lock.
 struct Progress {
     reports: Vec<Vec<u32>>,
+    virtio: Vec<u32>,
     finished: bool,
     last_report: Instant,
     running: usize,
@@ -113,6 +130,12 @@ impl Shared<'_> {
         }
     }
 
+    fn transmitted(&self, payload: u32) {
+        let mut progress = self.lock();
+        progress.virtio.push(payload);
+        progress.last_report = Instant::now();
+    }
+
     fn finish(&self) {
         self.lock().finished = true;
         self.request_stop();
@@ -136,7 +159,7 @@ impl Shared<'_> {
 /// Runs every vCPU on its own thread until `stop_when` or an error, then pauses them all.
 pub(crate) fn run_vcpus(
     vcpus: &mut [VcpuFd],
-    uart: &Mutex<Uart>,
+    devices: Devices<'_>,
     stop_when: StopWhen,
     timeout: Duration,
 ) -> Result<RunOutput> {
@@ -146,32 +169,44 @@ pub(crate) fn run_vcpus(
         stop: AtomicBool::new(false),
         progress: Mutex::new(Progress {
             reports: vec![Vec::new(); vcpus.len()],
+            virtio: Vec::new(),
             finished: false,
             last_report: Instant::now(),
             running: vcpus.len(),
         }),
         changed: Condvar::new(),
         threads: vcpus.iter().map(|_| Mutex::default()).collect(),
-        uart,
+        devices,
     };
     let mut errors = Vec::new();
     std::thread::scope(|scope| {
         let shared = &shared;
         let mut handles = Vec::new();
         for (index, vcpu) in vcpus.iter_mut().enumerate() {
+            let name = format!("vcpu{index}");
             let spawned = std::thread::Builder::new()
-                .name(format!("vcpu{index}"))
+                .name(name.clone())
                 .spawn_scoped(scope, move || vcpu_thread(index, vcpu, shared));
             match spawned {
                 Ok(handle) => handles.push(handle),
                 Err(source) => {
-                    errors.push(DemoVmError::Thread {
-                        vcpu: index,
-                        source,
-                    });
+                    errors.push(DemoVmError::Thread { name, source });
                     shared.lock().running -= 1;
                     shared.request_stop();
                 }
+            }
+        }
+        let worker = std::thread::Builder::new()
+            .name("virtio".into())
+            .spawn_scoped(scope, move || virtio_worker(shared));
+        match worker {
+            Ok(handle) => handles.push(handle),
+            Err(source) => {
+                errors.push(DemoVmError::Thread {
+                    name: "virtio".into(),
+                    source,
+                });
+                shared.request_stop();
             }
         }
         supervise(shared, stop_when, timeout, &mut errors);
@@ -193,8 +228,39 @@ pub(crate) fn run_vcpus(
         .unwrap_or_else(|e| e.into_inner());
     Ok(RunOutput {
         reports: progress.reports,
+        virtio: progress.virtio,
         finished: progress.finished,
     })
+}
+
+/// The virtio device's worker: completes one request every [`VIRTIO_REQUEST_INTERVAL`] until
+/// the run stops. It holds the device's lock while it completes a request, so the device is
+/// never saved half-way through one.
+fn virtio_worker(shared: &Shared<'_>) -> Result<()> {
+    while !shared.stop.load(Ordering::Acquire) {
+        let completed = {
+            let mut device = shared
+                .devices
+                .virtio
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            device.process_one(shared.devices.memory)
+        };
+        match completed {
+            Ok(Some(done)) => {
+                if let Some(payload) = done.payload {
+                    shared.transmitted(payload);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                shared.request_stop();
+                return Err(e);
+            }
+        }
+        std::thread::sleep(VIRTIO_REQUEST_INTERVAL);
+    }
+    Ok(())
 }
 
 /// The VMM thread's part of a run: decide when to stop, then kick until every vCPU thread
@@ -264,8 +330,26 @@ fn run_vcpu(index: usize, vcpu: &mut VcpuFd, shared: &Shared<'_>) -> Result<()> 
             return Ok(());
         }
         match vcpu.run() {
+            Ok(VcpuExit::MmioRead(addr, data)) => {
+                let offset = virtio_offset(addr, data.len())
+                    .ok_or_else(|| unexpected(format!("guest read mmio {addr:#x}")))?;
+                let device = shared.devices.virtio.lock();
+                device.unwrap_or_else(|e| e.into_inner()).read(offset, data);
+            }
+            Ok(VcpuExit::MmioWrite(addr, data)) => {
+                let offset = virtio_offset(addr, data.len())
+                    .ok_or_else(|| unexpected(format!("guest wrote mmio {addr:#x}")))?;
+                let device = shared.devices.virtio.lock();
+                device
+                    .unwrap_or_else(|e| e.into_inner())
+                    .write(offset, data);
+            }
             Ok(VcpuExit::IoIn(port, data)) => {
-                let mut uart = shared.uart.lock().unwrap_or_else(|e| e.into_inner());
+                let mut uart = shared
+                    .devices
+                    .uart
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 for (i, byte) in (0u16..).zip(data.iter_mut()) {
                     let offset = com1_offset(port.wrapping_add(i))
                         .ok_or_else(|| unexpected(format!("guest read port {port:#x}")))?;
@@ -273,7 +357,11 @@ fn run_vcpu(index: usize, vcpu: &mut VcpuFd, shared: &Shared<'_>) -> Result<()> 
                 }
             }
             Ok(VcpuExit::IoOut(port, data)) if com1_offset(port).is_some() => {
-                let mut uart = shared.uart.lock().unwrap_or_else(|e| e.into_inner());
+                let mut uart = shared
+                    .devices
+                    .uart
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 for (i, &byte) in (0u16..).zip(data.iter()) {
                     if let Some(offset) = com1_offset(port.wrapping_add(i)) {
                         uart.write(offset, byte).map_err(DemoVmError::Serial)?;
@@ -329,6 +417,13 @@ fn internal_error(vcpu: &mut VcpuFd) -> String {
     format!("internal error, suberror {suberror}, rip {rip:#x}")
 }
 
+/// The offset of an MMIO access in the virtio device's register window, if it lies inside.
+fn virtio_offset(addr: u64, len: usize) -> Option<u64> {
+    let offset = addr.checked_sub(VIRTIO_MMIO_BASE)?;
+    let end = offset.checked_add(len as u64)?;
+    (end <= VIRTIO_MMIO_SIZE).then_some(offset)
+}
+
 /// The UART register offset of `port`, if it is one of COM1's eight.
 pub(crate) fn com1_offset(port: u16) -> Option<u8> {
     port.checked_sub(COM1_BASE)
@@ -346,5 +441,14 @@ mod tests {
         assert_eq!(com1_offset(0x3f8), Some(0));
         assert_eq!(com1_offset(0x3ff), Some(7));
         assert_eq!(com1_offset(0x400), None);
+    }
+
+    #[test]
+    fn test_virtio_offset_bounds() {
+        assert_eq!(virtio_offset(VIRTIO_MMIO_BASE - 1, 4), None);
+        assert_eq!(virtio_offset(VIRTIO_MMIO_BASE, 4), Some(0));
+        assert_eq!(virtio_offset(VIRTIO_MMIO_BASE + 0xffc, 4), Some(0xffc));
+        assert_eq!(virtio_offset(VIRTIO_MMIO_BASE + 0xffd, 4), None);
+        assert_eq!(virtio_offset(u64::MAX, 4), None);
     }
 }

@@ -10,8 +10,8 @@ use kvm_bindings::{
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use kvm_state::{
     check_cpuid, restore_vcpu, restore_vm, savable_msr_indices, save_vcpu, save_vm, xsave_size,
-    DevicesState, Lapic, MemoryRegionState, MicrovmState, SerialState, VcpuState,
-    LEGACY_XSAVE_SIZE,
+    DevicesState, Lapic, MemoryRegionState, MicrovmState, MmioTransportState, SerialState,
+    VcpuState, LEGACY_XSAVE_SIZE,
 };
 use vm_superio::serial::NoEvents;
 use vm_superio::{Serial, Trigger};
@@ -19,8 +19,9 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::error::{DemoVmError, Result};
 use crate::guest::{self, COM1_GSI, MEM_SIZE, SERIAL_INPUT, VCPU_COUNT};
-use crate::memory::GuestMemory;
-use crate::run::{run_vcpus, RunOutput, StopWhen};
+use crate::memory::{self, Memory};
+use crate::run::{run_vcpus, Devices, RunOutput, StopWhen};
+use crate::virtio::VirtioDevice;
 
 /// Default limit on how long the guest may go without any vCPU reporting before a run fails.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,15 +43,17 @@ impl Trigger for IrqLine {
 /// The emulated UART: `vm_superio`'s 16550A; what the guest transmits is dropped.
 pub(crate) type Uart = Serial<IrqLine, NoEvents, std::io::Sink>;
 
-/// An SMP VM with an in-kernel irqchip and PIT, [`VCPU_COUNT`] vCPUs, 2 MiB of memory and a
-/// `vm_superio` UART on COM1, able to run the demo guest (see [`crate::guest`]).
+/// An SMP VM with an in-kernel irqchip and PIT, [`VCPU_COUNT`] vCPUs, 2 MiB of memory, a
+/// `vm_superio` UART on COM1 and a virtio-mmio device on `virtio-queue` (see
+/// [`crate::virtio`]), able to run the demo guest (see [`crate::guest`]).
 pub struct DemoVm {
     // Field order is drop order: the vCPUs and the VM go before the memory they use.
     vcpus: Vec<VcpuFd>,
     vm: VmFd,
     msr_indices: Vec<u32>,
-    memory: GuestMemory,
+    memory: Memory,
     uart: Mutex<Uart>,
+    virtio: Mutex<VirtioDevice>,
     uart_irq: EventFd,
     timeout: Duration,
 }
@@ -59,7 +62,7 @@ impl std::fmt::Debug for DemoVm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DemoVm")
             .field("vcpus", &self.vcpus.len())
-            .field("mem_size", &self.memory.size())
+            .field("mem_size", &MEM_SIZE)
             .field("msr_indices", &self.msr_indices)
             .field("serial", &self.serial_state())
             .finish_non_exhaustive()
@@ -98,17 +101,17 @@ impl DemoVm {
             ..Default::default()
         })
         .map_err(ioctl("KVM_CREATE_PIT2"))?;
-        let memory = GuestMemory::new(MEM_SIZE)?;
+        let memory = memory::new(MEM_SIZE)?;
         let region = kvm_userspace_memory_region {
             slot: 0,
             flags: 0,
             guest_phys_addr: 0,
             memory_size: MEM_SIZE as u64,
-            userspace_addr: memory.host_addr(),
+            userspace_addr: memory::host_addr(&memory)?,
         };
-        // SAFETY: the region is exactly the live mapping `memory` (readable and writable,
-        // MEM_SIZE bytes), which is dropped only after `vm` (field order of `DemoVm`), so the
-        // kernel never accesses it after it is unmapped.
+        // SAFETY: the region is exactly the live mapping of `memory` (one readable and
+        // writable region of MEM_SIZE bytes at guest address 0), which is dropped only after
+        // `vm` (field order of `DemoVm`), so the kernel never accesses it after it is unmapped.
         unsafe { vm.set_user_memory_region(region) }
             .map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))?;
         let uart_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(DemoVmError::EventFd)?;
@@ -137,6 +140,7 @@ impl DemoVm {
             msr_indices,
             memory,
             uart,
+            virtio: Mutex::new(VirtioDevice::new()?),
             uart_irq,
             timeout: DEFAULT_TIMEOUT,
         })
@@ -165,7 +169,7 @@ impl DemoVm {
 
     /// A copy of all guest memory.
     pub fn read_memory(&self) -> Vec<u8> {
-        self.memory.read_all()
+        memory::read_all(&self.memory)
     }
 
     /// Copies `data` into guest memory at guest physical address `offset`.
@@ -174,7 +178,7 @@ impl DemoVm {
     ///
     /// [`DemoVmError::GuestMemoryBounds`] if the range is outside guest memory.
     pub fn write_memory(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        self.memory.write(offset, data)
+        memory::write(&self.memory, offset, data)
     }
 
     /// The guest memory as a saved region: guest physical address 0, [`MEM_SIZE`] bytes.
@@ -204,11 +208,17 @@ impl DemoVm {
         self.uart.get_mut().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The state of the emulated devices: the UART.
+    /// The state of the virtio-mmio device and its queue, as `kvm-state` saves it.
+    pub fn virtio_state(&self) -> MmioTransportState {
+        let device = self.virtio.lock().unwrap_or_else(|e| e.into_inner());
+        device.state()
+    }
+
+    /// The state of the emulated devices: the UART and the virtio-mmio device.
     pub fn devices_state(&self) -> DevicesState {
         DevicesState {
             serial: vec![self.serial_state()],
-            ..Default::default()
+            virtio_mmio: vec![self.virtio_state()],
         }
     }
 
@@ -221,7 +231,7 @@ impl DemoVm {
     /// [`DemoVmError::Ioctl`] if reading or writing vCPU state fails.
     pub fn load_guest(&mut self) -> Result<()> {
         for (addr, bytes) in guest::memory_image() {
-            self.memory.write(addr, &bytes)?;
+            memory::write(&self.memory, addr, &bytes)?;
         }
         let ioctl = |ioctl| move |source| DemoVmError::Ioctl { ioctl, source };
         for (index, vcpu) in self.vcpus.iter().enumerate() {
@@ -245,6 +255,7 @@ impl DemoVm {
         let trigger = IrqLine(self.uart_irq.try_clone().map_err(DemoVmError::EventFd)?);
         *self.uart_mut() = Uart::new(trigger, std::io::sink());
         self.queue_serial_input(SERIAL_INPUT)?;
+        *self.virtio.get_mut().unwrap_or_else(|e| e.into_inner()) = VirtioDevice::new()?;
         Ok(())
     }
 
@@ -258,7 +269,12 @@ impl DemoVm {
     /// [`DemoVm::set_timeout`]), [`DemoVmError::Ioctl`] if `KVM_RUN` fails,
     /// [`DemoVmError::Serial`], [`DemoVmError::KickSignal`], [`DemoVmError::Thread`].
     pub fn run(&mut self, stop_when: StopWhen) -> Result<RunOutput> {
-        run_vcpus(&mut self.vcpus, &self.uart, stop_when, self.timeout)
+        let devices = Devices {
+            uart: &self.uart,
+            virtio: &self.virtio,
+            memory: &self.memory,
+        };
+        run_vcpus(&mut self.vcpus, devices, stop_when, self.timeout)
     }
 
     /// Runs the guest until it finishes, returning what each vCPU reported.
@@ -271,7 +287,7 @@ impl DemoVm {
     }
 
     /// Saves the complete state of the paused VM (after [`DemoVm::run`], or before the first
-    /// run): VM-wide state, every vCPU, the UART, and guest memory.
+    /// run): VM-wide state, every vCPU, the UART and the virtio device, and guest memory.
     ///
     /// Each vCPU is paused again first ([`kvm_state::pause_vcpu`] is idempotent), so a pending
     /// I/O instruction is complete in the saved registers.
@@ -298,11 +314,12 @@ impl DemoVm {
     }
 
     /// Restores a saved state into this VM, which must not have run: memory, then the
-    /// VM-wide state (the irqchips that the LAPICs refer to), then each vCPU, then the UART.
+    /// VM-wide state (the irqchips that the LAPICs refer to), then each vCPU, then the devices
+    /// (a state without them gets them at power-on).
     ///
     /// Everything that can be checked without KVM is checked first: the vCPU count, that
     /// each vCPU's state is its own (its LAPIC id), the number of UARTs and their pending
-    /// input, the CPUID feature flags against what this host offers ([`check_cpuid`]), the
+    /// input, the virtio device and its queue (`virtio-queue`'s own checks), the CPUID feature flags against what this host offers ([`check_cpuid`]), the
     /// sizes of the xsave area, LAPIC page and XCRs, and the memory region. A state refused
     /// there leaves the VM untouched. A state that KVM itself refuses later (`KVM_SET_CPUID2`,
     /// an MSR) leaves the VM partly restored: discard it (see `docs/SECURITY.md`).
@@ -311,7 +328,9 @@ impl DemoVm {
     ///
     /// [`DemoVmError::VcpuCount`], [`DemoVmError::VcpuOrder`],
     /// [`DemoVmError::MemoryRegionCount`], [`DemoVmError::SerialCount`],
-    /// [`DemoVmError::SerialInput`], or a [`DemoVmError::State`] error:
+    /// [`DemoVmError::SerialInput`], [`DemoVmError::VirtioCount`],
+    /// [`DemoVmError::VirtioQueueCount`], [`DemoVmError::VirtioQueue`], or a
+    /// [`DemoVmError::State`] error:
     /// `CpuidNotOffered`, `BadLength`, `XsaveTooLarge`, `MemoryRegion`, or any error of
     /// [`restore_vm`] and [`restore_vcpu`].
     pub fn restore_microvm(&mut self, state: &MicrovmState) -> Result<()> {
@@ -322,6 +341,11 @@ impl DemoVm {
             });
         }
         let serial = check_devices(&state.devices)?;
+        let virtio = match state.devices.virtio_mmio.as_slice() {
+            [] => VirtioDevice::new()?,
+            [saved] => VirtioDevice::from_state(saved)?,
+            more => return Err(DemoVmError::VirtioCount(more.len())),
+        };
         let [region] = state.memory.as_slice() else {
             return Err(DemoVmError::MemoryRegionCount(state.memory.len()));
         };
@@ -349,13 +373,14 @@ impl DemoVm {
             }
         }
         if region.has_contents() {
-            self.memory.write(0, &region.contents)?;
+            memory::write(&self.memory, 0, &region.contents)?;
         }
         // The irqchips before the vCPUs: each LAPIC's state refers to them.
         restore_vm(&self.vm, &state.vm)?;
         for (vcpu, saved) in self.vcpus.iter().zip(&state.vcpus) {
             restore_vcpu(&self.vm, vcpu, saved)?;
         }
+        *self.virtio.get_mut().unwrap_or_else(|e| e.into_inner()) = virtio;
         self.restore_serial(serial)
     }
 
