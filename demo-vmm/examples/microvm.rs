@@ -3,8 +3,8 @@
 //! Boots the demo guest on three vCPU threads (see `demo_vmm::guest`: the BSP with values in
 //! XMM registers, `IA32_KERNEL_GS_BASE`, its LAPIC timer and a `vm_superio` UART with pending
 //! input; AP1 computing with its own timer; AP2 halted waiting for the BSP's IPI), runs it
-//! uninterrupted once for reference, then runs it again, stops it mid-run (AP1 running, AP2
-//! halted), pauses every vCPU, saves the complete `MicrovmState` (VM, vCPUs, UART, guest
+//! uninterrupted once for reference, then runs it again, stops it mid-run (virtio requests in
+//! flight, AP1 running, AP2 halted), pauses every vCPU, saves the complete `MicrovmState` (VM, vCPUs, UART, guest
 //! memory) to a snapshot file, destroys the VM, loads the file, restores it into a fresh VM
 //! with as many vCPU threads and lets it finish. Prints each vCPU's output, the snapshot size
 //! and where the time went; exits non-zero when an output differs or `/dev/kvm` is missing.
@@ -16,7 +16,8 @@
 //! - `--app-version N`: write the snapshot at app version N (1 = rollback to the first
 //!   release; default: the current one).
 //! - `--after N`: take the snapshot once the vCPUs together have reported N values (default:
-//!   mid-run, when AP1 has reported two of its three results and AP2 waits for its IPI).
+//!   mid-run, `demo_vmm::mid_run`: the BSP's virtio requests in flight, AP1 running, AP2 halted
+//!   waiting for its IPI).
 //! - `--out PATH`: keep the snapshot file at PATH (default: a temporary file, removed).
 
 #[cfg(target_arch = "x86_64")]
@@ -25,7 +26,7 @@ mod run {
     use std::process::ExitCode;
     use std::time::{Duration, Instant};
 
-    use demo_vmm::{DemoVm, DemoVmError, StopWhen, MEM_SIZE};
+    use demo_vmm::{mid_run, DemoVm, DemoVmError, StopWhen, MEM_SIZE};
     use kvm_state::{
         save_vcpu, save_vm, version_map, KvmStateError, MicrovmState, VcpuState,
         CURRENT_APP_VERSION,
@@ -36,12 +37,6 @@ mod run {
         app_version: u16,
         after: Option<usize>,
         out: Option<PathBuf>,
-    }
-
-    /// The default snapshot point: AP1 is computing its third result, AP2 is halted waiting
-    /// for the BSP's IPI.
-    fn mid_run(reports: &[Vec<u32>]) -> bool {
-        reports[1].len() >= 3 && reports[2].len() >= 2
     }
 
     fn parse_args() -> Result<Options, String> {
@@ -153,7 +148,8 @@ mod run {
         let t = Instant::now();
         let mut reference = DemoVm::new()?;
         reference.load_guest()?;
-        let uninterrupted = reference.run_to_end()?;
+        let reference_run = reference.run(StopWhen::Done)?;
+        let uninterrupted = reference_run.reports;
         drop(reference);
         println!(
             "uninterrupted run ({:.1} ms):",
@@ -162,6 +158,7 @@ mod run {
         for (vcpu, out) in uninterrupted.iter().enumerate() {
             println!("  vcpu {vcpu}: {}", words(out));
         }
+        println!("  virtio: {}", words(&reference_run.virtio));
 
         // 2. Run again; every vCPU thread stops (kicked out of KVM_RUN, its pending I/O
         // completed) at the snapshot point.
@@ -171,7 +168,8 @@ mod run {
             Some(n) => StopWhen::Reports(n),
             None => StopWhen::Condition(mid_run),
         };
-        let before = source.run(stop_when)?.reports;
+        let before_run = source.run(stop_when)?;
+        let before = before_run.reports;
 
         // 3. Save, the sequence a VMM follows with its vCPUs paused: the VM-wide state, each
         // vCPU, the devices, guest memory.
@@ -235,6 +233,18 @@ mod run {
                 vcpu.tsc_khz
             );
         }
+        for device in &state.devices.virtio_mmio {
+            for queue in &device.queues {
+                println!(
+                    "  virtio: status {:#x}, queue of {}: next_avail {}, next_used {} ({} payloads received before the snapshot)",
+                    device.device_status,
+                    queue.size,
+                    queue.next_avail,
+                    queue.next_used,
+                    before_run.virtio.len()
+                );
+            }
+        }
         for uart in &state.devices.serial {
             println!(
                 "  uart: scratch {:#04x}, {} input bytes pending {:?}",
@@ -268,7 +278,8 @@ mod run {
         let t = Instant::now();
         target.restore_microvm(&loaded)?;
         let restore_all = t.elapsed();
-        let after = target.run_to_end()?;
+        let after_run = target.run(StopWhen::Done)?;
+        let after = after_run.reports;
 
         println!("save:");
         println!(
@@ -320,8 +331,20 @@ mod run {
                 ok = false;
             }
         }
+        println!("virtio: before snapshot {}", words(&before_run.virtio));
+        println!("        after restore   {}", words(&after_run.virtio));
+        let transmitted: Vec<u32> = before_run
+            .virtio
+            .iter()
+            .chain(&after_run.virtio)
+            .copied()
+            .collect();
+        if transmitted != reference_run.virtio {
+            println!("MISMATCH on virtio: {}", words(&transmitted));
+            ok = false;
+        }
         if ok {
-            println!("OK: every vCPU of the restored guest finished with the output of the uninterrupted run");
+            println!("OK: every vCPU and the virtio device of the restored guest finished with the output of the uninterrupted run");
         }
         Ok(ok)
     }

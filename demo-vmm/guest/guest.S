@@ -32,6 +32,8 @@
 .equ AP2_DONE, 0x10078
 .equ IPI_SEEN, 0x1007c
 .equ MAILBOX, 0x10080
+.equ AP1_WAITING, 0x10084
+.equ VIRTIO_DONE, 0x10088
 .equ AP1_XMM_OUT, 0x10090
 
 # The virtio-mmio device and the BSP driver's queue (8 descriptors, 4 requests).
@@ -122,6 +124,20 @@ bsp_ticked10:
     sti
     mov eax, 5
     out REPORT_PORT, eax
+    # Wait until AP1 spins after its second result and AP2 waits for its IPI: from here until
+    # the virtio requests are complete, AP1 is running and AP2 is halted.
+bsp_wait_mid:
+    cli
+    cmp dword ptr [AP1_WAITING], 1
+    jne bsp_sleep_mid
+    cmp dword ptr [AP2_READY], 1
+    je bsp_mid
+bsp_sleep_mid:
+    sti
+    hlt
+    jmp bsp_wait_mid
+bsp_mid:
+    sti
     # --- virtio driver: identify the device, negotiate VIRTIO_F_VERSION_1, set up queue 0.
     mov r12d, VIRTIO
     mov eax, [r12 + 0x008]              # DeviceID
@@ -193,6 +209,7 @@ bsp_vq_done:
     out REPORT_PORT, eax
     mov eax, [r12 + 0x060]              # InterruptStatus
     mov [r12 + 0x064], eax              # InterruptACK
+    mov dword ptr [VIRTIO_DONE], 1      # lets AP1 go on
     # Wait until AP1 has finished and AP2 waits for its IPI.
 bsp_wait_aps:
     cli
@@ -258,7 +275,8 @@ bsp_park:
 
 # -------------------------------------------------------------------------------------------
 # vCPU 1, AP1: keeps running, computing a 64-bit LCG in its registers, with its own LAPIC
-# timer; then needs three more ticks of that timer.
+# timer; after its second result it spins (running, not halted) until the BSP's virtio
+# requests are complete; then needs three more ticks of its timer.
 ap1_entry:
     mov eax, 0x00315041                 # "AP1"
     out REPORT_PORT, eax
@@ -285,7 +303,15 @@ ap1_step:
     jnz ap1_step
     out REPORT_PORT, eax                # low word of the state after each chunk
     dec esi
-    jnz ap1_chunk
+    jz ap1_chunks_done
+    cmp esi, 1
+    jne ap1_chunk
+    mov dword ptr [AP1_WAITING], 1
+ap1_spin:
+    cmp dword ptr [VIRTIO_DONE], 1
+    jne ap1_spin
+    jmp ap1_chunk
+ap1_chunks_done:
     # Three more ticks, counted from now.
     mov edi, [TICKS1]
     add edi, 3

@@ -6,22 +6,26 @@
 //!
 //! - vCPU 0, the BSP: loads `xmm0`/`xmm9` and wipes their source, writes the UART scratch
 //!   register and `IA32_KERNEL_GS_BASE`, waits for 5 and then 10 ticks of its periodic LAPIC
-//!   timer, reports the XMM registers and the MSR; sets up the virtio device (see
-//!   [`crate::virtio`]) and its queue, submits [`VIRTIO_REQUESTS`] requests at once, waits
-//!   until the device has completed them all and reports the responses; waits until AP1 has
-//!   finished and AP2 waits
+//!   timer, reports the XMM registers and the MSR; waits until AP1 spins and AP2 waits for its
+//!   IPI; sets up the virtio device (see [`crate::virtio`]) and its queue, submits
+//!   [`VIRTIO_REQUESTS`] requests at once and reports [`VIRTIO_SUBMITTED`], waits until the
+//!   device has completed them all, reports the responses and lets AP1 go on; waits until AP1
+//!   has finished and AP2 waits
 //!   for its IPI, posts a mailbox value and sends AP2 a fixed IPI; waits until AP2 has finished,
 //!   reports the UART scratch register and the pending UART input, and writes [`DONE_MARKER`]
 //!   to [`DONE_PORT`].
 //! - vCPU 1, AP1 (running): loads `xmm1`, starts its periodic LAPIC timer, computes three chunks
-//!   of a 64-bit LCG in its registers (a report after each), waits for three more ticks, reports
-//!   the rest of its state and parks.
+//!   of a 64-bit LCG in its registers (a report after each; after the second it spins until the
+//!   BSP's virtio requests are complete), waits for three more ticks, reports the rest of its
+//!   state and parks.
 //! - vCPU 2, AP2 (halted): waits for one tick of its one-shot LAPIC timer, then halts until the
 //!   BSP's IPI (vector 0x40), reports the mailbox and a register it kept across the halt, and
 //!   parks.
 //!
-//! So for most of the run AP2 is halted waiting for an IPI while AP1 is running, and each
-//! vCPU's sequence of reports is the same in every run, however the vCPUs interleave.
+//! So for most of the run AP2 is halted waiting for an IPI while AP1 is running; in
+//! particular when the BSP reports [`VIRTIO_SUBMITTED`] (see [`mid_run`]), AP1 is spinning, AP2
+//! is halted and the virtio requests are in flight. Each vCPU's sequence of reports is the same
+//! in every run, however the vCPUs interleave.
 
 use crate::guest_code::{
     GUEST_CODE, IPI_HANDLER, SPURIOUS_HANDLER, TIMER0_HANDLER, TIMER1_HANDLER, TIMER2_HANDLER,
@@ -92,7 +96,19 @@ const VIRTQUEUE: u64 = 0x1_1000;
 const VIRTQUEUE_LEN: usize = 0x400;
 /// Requests the virtio driver submits at once.
 pub const VIRTIO_REQUESTS: usize = 4;
-/// Bytes at `FLAGS`: AP1 done, AP2 ready, AP2 done, IPI seen, mailbox, AP1's `xmm1` copy.
+/// What the BSP reports once its virtio driver has submitted the requests.
+pub const VIRTIO_SUBMITTED: u32 = 0x60;
+
+/// The snapshot point "mid-run", for [`crate::StopWhen::Condition`]: the BSP has submitted its
+/// virtio requests (which are then in flight), AP1 spins after its second result (running),
+/// AP2 is halted waiting for its IPI.
+pub fn mid_run(reports: &[Vec<u32>]) -> bool {
+    reports
+        .first()
+        .is_some_and(|bsp| bsp.contains(&VIRTIO_SUBMITTED))
+}
+/// Bytes at `FLAGS`: AP1 done, AP2 ready, AP2 done, IPI seen, mailbox, AP1 waiting, virtio
+/// done, AP1's `xmm1` copy.
 const FLAGS_LEN: usize = 0x30;
 /// Top of vCPU 0's stack; each vCPU has 4 KiB below its own top.
 const STACK_TOP: u64 = 0x2_1000;
@@ -199,7 +215,7 @@ pub fn expected_output() -> Vec<Vec<u32>> {
     bsp.push((KERNEL_GS_BASE_VALUE >> 32) as u32);
     bsp.push(5);
     // The virtio driver: device id, status with FEATURES_OK, submitted, the responses.
-    bsp.extend_from_slice(&[VIRTIO_DEVICE_ID, 0xb, 0x60]);
+    bsp.extend_from_slice(&[VIRTIO_DEVICE_ID, 0xb, VIRTIO_SUBMITTED]);
     bsp.extend(expected_virtio_output().iter().map(|p| p.swap_bytes()));
     bsp.extend_from_slice(&[6, 7]);
     bsp.push(u32::from(SCRATCH_VALUE));

@@ -56,6 +56,8 @@ pub mod virtio;
 mod vm;
 
 pub use error::{DemoVmError, Result};
-pub use guest::{expected_output, expected_virtio_output, DONE_MARKER, MEM_SIZE, VCPU_COUNT};
+pub use guest::{
+    expected_output, expected_virtio_output, mid_run, DONE_MARKER, MEM_SIZE, VCPU_COUNT,
+};
 pub use run::{RunOutput, StopWhen, VIRTIO_REQUEST_INTERVAL};
 pub use vm::{DemoVm, DEFAULT_TIMEOUT, SERIAL_FIFO_SIZE};

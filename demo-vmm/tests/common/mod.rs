@@ -59,6 +59,29 @@ pub fn restore_and_finish(state: &kvm_state::MicrovmState) -> demo_vmm::Result<V
     vm.run_to_end()
 }
 
+/// Restores a state into a brand-new VM and runs it to the end; returns everything the run
+/// did (reports per vCPU, virtio payloads).
+pub fn restore_and_run(state: &kvm_state::MicrovmState) -> demo_vmm::Result<demo_vmm::RunOutput> {
+    let mut vm = demo_vmm::DemoVm::new()?;
+    vm.restore_microvm(state)?;
+    vm.set_timeout(std::time::Duration::from_secs(2));
+    vm.run(demo_vmm::StopWhen::Done)
+}
+
+/// Checks that a run resumed from a snapshot (`before`, then `after` in a fresh VM) did
+/// exactly what an uninterrupted run does: each vCPU's reports and the virtio payloads.
+pub fn assert_resumed(before: &demo_vmm::RunOutput, after: &demo_vmm::RunOutput, what: &str) {
+    assert!(after.finished, "{what}: the restored guest did not finish");
+    assert_eq!(
+        joined(&before.reports, &after.reports),
+        demo_vmm::expected_output(),
+        "{what}: before {:x?}",
+        before.reports
+    );
+    let virtio: Vec<u32> = before.virtio.iter().chain(&after.virtio).copied().collect();
+    assert_eq!(virtio, demo_vmm::expected_virtio_output(), "{what}: virtio");
+}
+
 /// `before` and `after` joined per vCPU.
 pub fn joined(before: &[Vec<u32>], after: &[Vec<u32>]) -> Vec<Vec<u32>> {
     assert_eq!(before.len(), after.len());
