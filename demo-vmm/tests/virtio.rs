@@ -64,37 +64,47 @@ fn test_virtio_requests_in_flight_at_snapshot_complete_after_restore() {
     if !kvm_available() {
         return;
     }
-    let (before, state) = run_and_save(mid_run);
-    let [device] = state.devices.virtio_mmio.as_slice() else {
-        panic!(
-            "expected one virtio device: {:?}",
-            state.devices.virtio_mmio
+    // The device completes one request per 300 us and the snapshot is taken right after the
+    // driver submits; only a host that deschedules the BSP's thread that long can let the
+    // device finish first, so up to five tries to see requests in flight.
+    let mut seen = false;
+    for _ in 0..5 {
+        let (before, state) = run_and_save(mid_run);
+        let [device] = state.devices.virtio_mmio.as_slice() else {
+            panic!(
+                "expected one virtio device: {:?}",
+                state.devices.virtio_mmio
+            );
+        };
+        let [queue] = device.queues.as_slice() else {
+            panic!("expected one queue: {:?}", device.queues);
+        };
+        assert!(queue.ready);
+        assert_eq!(device.device_status, 0xf);
+        // The driver made all requests available; the device had consumed fewer.
+        let memory = &state.memory[0].contents;
+        let avail_idx = u16::from_le_bytes([memory[AVAIL_IDX], memory[AVAIL_IDX + 1]]);
+        assert_eq!(usize::from(avail_idx), VIRTIO_REQUESTS);
+        let in_flight = avail_idx - queue.next_avail;
+        eprintln!(
+            "at the snapshot: next_avail {}, next_used {}, {in_flight} request(s) in flight, {} transmitted",
+            queue.next_avail,
+            queue.next_used,
+            before.virtio.len()
         );
-    };
-    let [queue] = device.queues.as_slice() else {
-        panic!("expected one queue: {:?}", device.queues);
-    };
-    assert!(queue.ready);
-    assert_eq!(device.device_status, 0xf);
-    // The driver made all requests available; the device had consumed fewer.
-    let memory = &state.memory[0].contents;
-    let avail_idx = u16::from_le_bytes([memory[AVAIL_IDX], memory[AVAIL_IDX + 1]]);
-    assert_eq!(usize::from(avail_idx), VIRTIO_REQUESTS);
-    let in_flight = avail_idx - queue.next_avail;
-    eprintln!(
-        "at the snapshot: next_avail {}, next_used {}, {in_flight} request(s) in flight, {} transmitted",
-        queue.next_avail,
-        queue.next_used,
-        before.virtio.len()
-    );
-    assert!(in_flight >= 1, "{queue:?}");
-    assert_eq!(usize::from(queue.next_used), before.virtio.len());
+        assert_eq!(usize::from(queue.next_used), before.virtio.len());
 
-    let after = restore_and_run(&state).unwrap();
-    assert!(after.finished);
-    assert_eq!(joined(&before.reports, &after.reports), expected_output());
-    let transmitted: Vec<u32> = before.virtio.iter().chain(&after.virtio).copied().collect();
-    assert_eq!(transmitted, expected_virtio_output());
+        let after = restore_and_run(&state).unwrap();
+        assert!(after.finished);
+        assert_eq!(joined(&before.reports, &after.reports), expected_output());
+        let transmitted: Vec<u32> = before.virtio.iter().chain(&after.virtio).copied().collect();
+        assert_eq!(transmitted, expected_virtio_output());
+        if in_flight >= 1 {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "no snapshot had virtio requests in flight");
 }
 
 #[test]
