@@ -313,7 +313,7 @@ mod run {
             us(restore_create)
         );
         println!(
-            "  checks, memory copy, KVM ioctls, UART        {}",
+            "  checks, memory copy, KVM ioctls, devices     {}",
             us(restore_all)
         );
 
