@@ -21,23 +21,28 @@
 //! KVM, then writes memory, [`kvm_state::restore_vm`], [`kvm_state::restore_vcpu`] for each
 //! vCPU, and the UART.
 //!
-//! ```no_run
-//! use demo_vmm::{DemoVm, StopWhen};
+//! ```
+//! use demo_vmm::{expected_output, mid_run, DemoVm, StopWhen};
 //! use kvm_state::{MicrovmState, CURRENT_APP_VERSION};
 //!
 //! # fn main() -> Result<(), demo_vmm::DemoVmError> {
+//! # if !std::path::Path::new("/dev/kvm").exists() { return Ok(()); }
+//! let path = std::env::temp_dir().join(format!("demo-vmm-doc-{}.snap", std::process::id()));
 //! let mut source = DemoVm::new()?;
 //! source.load_guest()?;
-//! let before = source.run(StopWhen::Reports(10))?;
-//! source.save_microvm()?.save_to_file("/tmp/vm.snap", CURRENT_APP_VERSION)?;
+//! // Every vCPU thread runs until the snapshot point, then all are paused.
+//! let before = source.run(StopWhen::Condition(mid_run))?;
+//! source.save_microvm()?.save_to_file(&path, CURRENT_APP_VERSION)?;
 //! drop(source);
 //!
-//! let (state, _app_version) = MicrovmState::load_file("/tmp/vm.snap")?;
+//! let (state, _app_version) = MicrovmState::load_file(&path)?;
+//! # std::fs::remove_file(&path).ok();
 //! let mut target = DemoVm::new()?;
 //! target.restore_microvm(&state)?;
 //! let after = target.run_to_end()?;
 //! for (vcpu, (b, a)) in before.reports.iter().zip(&after).enumerate() {
-//!     println!("vcpu {vcpu}: {b:x?} | {a:x?}");
+//!     let resumed: Vec<u32> = b.iter().chain(a).copied().collect();
+//!     assert_eq!(resumed, expected_output()[vcpu], "vcpu {vcpu}");
 //! }
 //! # Ok(())
 //! # }
