@@ -41,11 +41,19 @@ fn run_and_save(condition: fn(&[Vec<u32>]) -> bool) -> (RunOutput, MicrovmState)
     (before, MicrovmState::load_file(&path).unwrap().0)
 }
 
-/// Restores into a fresh VM and runs to the end with a short hang timeout.
+/// Restores into a fresh VM and runs to the end.
 fn restore_and_run(state: &MicrovmState) -> demo_vmm::Result<RunOutput> {
+    restore_and_run_with_timeout(state, demo_vmm::DEFAULT_TIMEOUT)
+}
+
+/// Restores into a fresh VM and runs to the end; fails when nothing happens for `timeout`.
+fn restore_and_run_with_timeout(
+    state: &MicrovmState,
+    timeout: Duration,
+) -> demo_vmm::Result<RunOutput> {
     let mut vm = DemoVm::new()?;
     vm.restore_microvm(state)?;
-    vm.set_timeout(Duration::from_secs(1));
+    vm.set_timeout(timeout);
     vm.run(StopWhen::Done)
 }
 
@@ -140,7 +148,7 @@ fn test_virtio_control_device_state_left_out() {
     // flight are never completed and the driver waits for them.
     let mut without = state.clone();
     without.devices.virtio_mmio.clear();
-    let err = restore_and_run(&without).unwrap_err();
+    let err = restore_and_run_with_timeout(&without, Duration::from_secs(1)).unwrap_err();
     assert!(matches!(err, DemoVmError::Timeout(_)), "{err}");
     // A queue the device model refuses is refused before KVM is touched.
     let mut bad = state;

@@ -55,7 +55,6 @@ pub fn loaded_vm() -> demo_vmm::DemoVm {
 pub fn restore_and_finish(state: &kvm_state::MicrovmState) -> demo_vmm::Result<Vec<Vec<u32>>> {
     let mut vm = demo_vmm::DemoVm::new()?;
     vm.restore_microvm(state)?;
-    vm.set_timeout(std::time::Duration::from_secs(2));
     vm.run_to_end()
 }
 
@@ -64,7 +63,6 @@ pub fn restore_and_finish(state: &kvm_state::MicrovmState) -> demo_vmm::Result<V
 pub fn restore_and_run(state: &kvm_state::MicrovmState) -> demo_vmm::Result<demo_vmm::RunOutput> {
     let mut vm = demo_vmm::DemoVm::new()?;
     vm.restore_microvm(state)?;
-    vm.set_timeout(std::time::Duration::from_secs(2));
     vm.run(demo_vmm::StopWhen::Done)
 }
 
