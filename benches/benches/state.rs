@@ -9,7 +9,7 @@
 //!   against `to_vec` (allocate + copy + free: the floor of a decode into an owned `Vec`);
 //! - `crc`: CRC-64 over 1 MiB against `memcpy` of 1 MiB;
 //! - `snapshot`: save and load with and without the CRC;
-//! - `kvm` (only with a usable `/dev/kvm`): a 1-vCPU and a 4-vCPU VM, the save and restore
+//! - `kvm` (only with a usable `/dev/kvm`): VMs of 1, 4 and 16 vCPUs, the save and restore
 //!   ioctls against `Snapshot::save` and `Snapshot::load` of the collected state.
 
 use std::hint::black_box;
@@ -392,7 +392,7 @@ mod kvm {
             })
         }
 
-        /// `restore_vm`, then `restore_vcpu` for every vCPU, in the order `DemoVm` uses.
+        /// `restore_vm`, then `restore_vcpu` for every vCPU, in the order `demo-vmm` uses.
         fn restore(&self, state: &MicrovmState) -> kvm_state::Result<()> {
             restore_vm(&self.vm, &state.vm)?;
             for (vcpu, saved) in self.vcpus.iter().zip(&state.vcpus) {
@@ -442,7 +442,7 @@ mod kvm {
             }
         };
         let mut vms = Vec::new();
-        for n in [1u64, 4] {
+        for n in [1u64, 4, 16] {
             match setup(&kvm, n, &msr_indices) {
                 Ok(vm) => vms.push((n, vm)),
                 Err(e) => {

@@ -141,6 +141,12 @@ pub const MEASURES: &[Measure] = &[
         Ratio::TimeAtMost(0.2),
     ),
     measure(
+        "KVM state save, 16 vCPUs: serialization + CRC / ioctl time",
+        "kvm/serialize_crc_16vcpu",
+        "kvm/ioctl_save_16vcpu",
+        Ratio::TimeAtMost(0.2),
+    ),
+    measure(
         "`Vec<u8>` 4 KiB field decode / `to_vec` (allocate + memcpy + free)",
         "bytes/vec_u8_4k_decode",
         "bytes/to_vec_4k",
@@ -168,6 +174,12 @@ pub const MEASURES: &[Measure] = &[
         "KVM state restore, 4 vCPUs: load (CRC + decode) / ioctl time",
         "kvm/load_4vcpu",
         "kvm/ioctl_restore_4vcpu",
+        Ratio::Info,
+    ),
+    measure(
+        "KVM state restore, 16 vCPUs: load (CRC + decode) / ioctl time",
+        "kvm/load_16vcpu",
+        "kvm/ioctl_restore_16vcpu",
         Ratio::Info,
     ),
     measure(

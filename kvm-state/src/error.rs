@@ -82,26 +82,6 @@ pub enum KvmStateError {
     /// A pause (`KVM_RUN` with `immediate_exit` set) did not return `EINTR`.
     #[error("KVM_RUN with immediate_exit set returned {0} instead of EINTR")]
     PauseNotInterrupted(&'static str),
-    /// `/dev/kvm` could not be opened.
-    #[error("cannot open /dev/kvm")]
-    OpenKvm(#[source] kvm_ioctls::Error),
-    /// Mapping guest memory failed.
-    #[error("cannot map {size} bytes of guest memory")]
-    GuestMemory {
-        /// Size of the mapping asked for.
-        size: usize,
-        /// The error of `mmap`.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A guest memory access fell outside the guest memory.
-    #[error("guest memory access of {len} bytes at {offset:#x} is out of bounds")]
-    GuestMemoryBounds {
-        /// Guest physical address of the access.
-        offset: u64,
-        /// Length of the access.
-        len: usize,
-    },
     /// Writing or reading a snapshot file failed.
     #[error("cannot {action} snapshot")]
     Snapshot {
@@ -213,9 +193,6 @@ pub enum KvmStateError {
         /// TSC frequency of this host's vCPUs, in kHz.
         host_khz: u32,
     },
-    /// The demo guest stopped in a way it never does when all is well.
-    #[error("demo guest stopped unexpectedly: {0}")]
-    UnexpectedExit(String),
 }
 
 impl KvmStateError {

@@ -49,6 +49,10 @@
 //!   [`check_cpuid`], [`xsave_size`], [`restore_tsc_khz`].
 //! - **Files**: [`MicrovmState::save_to_file`], [`MicrovmState::load_file`].
 //!
+//! The workspace's `demo-vmm` crate is a complete small VMM built on this public API alone:
+//! an SMP guest with a `vm-superio` UART and a virtio-mmio device on `/dev/kvm`, snapshotted
+//! to a file mid-run and resumed in a fresh VM.
+//!
 //! # Saving and restoring a VM whose vCPUs run on their own threads
 //!
 //! ```no_run
@@ -112,8 +116,6 @@
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(target_arch = "x86_64")]
-pub mod demo;
 mod device;
 mod error;
 #[cfg(target_arch = "x86_64")]

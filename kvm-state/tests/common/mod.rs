@@ -1,4 +1,4 @@
-//! Helpers shared by the KVM integration tests.
+//! Helpers shared by the integration tests.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -41,28 +41,4 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// Runs `vm` until it has reported `reports` values (stopped at that I/O exit) and returns
-/// them.
-#[cfg(target_arch = "x86_64")]
-pub fn run_reports(vm: &mut kvm_state::demo::DemoVm, reports: usize) -> Vec<u32> {
-    use kvm_state::demo::DemoExit;
-    let mut out = Vec::new();
-    while out.len() < reports {
-        match vm.run_until_report().unwrap() {
-            DemoExit::Report(v) => out.push(v),
-            DemoExit::Done => panic!("guest finished before {reports} reports"),
-        }
-    }
-    out
-}
-
-/// Restores a state into a brand-new VM and runs it to the end.
-#[cfg(target_arch = "x86_64")]
-pub fn restore_and_finish(state: &kvm_state::MicrovmState) -> kvm_state::Result<Vec<u32>> {
-    let mut vm = kvm_state::demo::DemoVm::new()?;
-    vm.restore_microvm(state)?;
-    vm.set_timeout(std::time::Duration::from_millis(500));
-    vm.run_to_end()
 }

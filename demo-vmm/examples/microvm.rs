@@ -1,21 +1,23 @@
-//! Snapshot a running microVM to a file and resume it in a fresh VM.
+//! Snapshot a running SMP microVM to a file and resume it in a fresh VM.
 //!
-//! Boots the demo guest (64-bit long mode, values in XMM registers, `IA32_KERNEL_GS_BASE`,
-//! LAPIC timer interrupts, a 16550 UART with pending input; see `kvm_state::demo`), runs it
-//! uninterrupted once for reference, then runs it again, stops it mid-run at an I/O exit,
-//! pauses it, saves the complete `MicrovmState` (VM, vCPU, UART, guest memory) to a snapshot
-//! file, destroys the VM, loads the
-//! file, restores it into a fresh VM and lets it finish. Prints both outputs, the snapshot
-//! size and where the time went; exits non-zero when the outputs differ or `/dev/kvm` is
-//! missing.
+//! Boots the demo guest on three vCPU threads (see `demo_vmm::guest`: the BSP with values in
+//! XMM registers, `IA32_KERNEL_GS_BASE`, its LAPIC timer and a `vm_superio` UART with pending
+//! input; AP1 computing with its own timer; AP2 halted waiting for the BSP's IPI), runs it
+//! uninterrupted once for reference, then runs it again, stops it mid-run (virtio requests in
+//! flight, AP1 running, AP2 halted), pauses every vCPU, saves the complete `MicrovmState` (VM, vCPUs, UART, guest
+//! memory) to a snapshot file, destroys the VM, loads the file, restores it into a fresh VM
+//! with as many vCPU threads and lets it finish. Prints each vCPU's output, the snapshot size
+//! and where the time went; exits non-zero when an output differs or `/dev/kvm` is missing.
 //!
 //! ```text
-//! cargo run --release -p kvm-state --example microvm -- [--app-version N] [--after N] [--out PATH]
+//! cargo run --release -p demo-vmm --example microvm -- [--app-version N] [--after N] [--out PATH]
 //! ```
 //!
 //! - `--app-version N`: write the snapshot at app version N (1 = rollback to the first
 //!   release; default: the current one).
-//! - `--after N`: take the snapshot after the guest has reported N values (default 4).
+//! - `--after N`: take the snapshot once the vCPUs together have reported N values (default:
+//!   mid-run, `demo_vmm::mid_run`: the BSP's virtio requests in flight, AP1 running, AP2 halted
+//!   waiting for its IPI).
 //! - `--out PATH`: keep the snapshot file at PATH (default: a temporary file, removed).
 
 #[cfg(target_arch = "x86_64")]
@@ -24,23 +26,23 @@ mod run {
     use std::process::ExitCode;
     use std::time::{Duration, Instant};
 
-    use kvm_state::demo::{DemoExit, DemoVm, MEM_SIZE};
+    use demo_vmm::{mid_run, DemoVm, DemoVmError, StopWhen, MEM_SIZE};
     use kvm_state::{
-        pause_vcpu, restore_vcpu, restore_vm, save_vcpu, save_vm, version_map, KvmStateError,
-        MicrovmState, CURRENT_APP_VERSION,
+        save_vcpu, save_vm, version_map, KvmStateError, MicrovmState, VcpuState,
+        CURRENT_APP_VERSION,
     };
 
     /// Command line options.
     struct Options {
         app_version: u16,
-        after: usize,
+        after: Option<usize>,
         out: Option<PathBuf>,
     }
 
     fn parse_args() -> Result<Options, String> {
         let mut options = Options {
             app_version: CURRENT_APP_VERSION,
-            after: 4,
+            after: None,
             out: None,
         };
         let mut args = std::env::args().skip(1);
@@ -55,9 +57,10 @@ mod run {
                 }
                 "--after" => {
                     let v = value("--after")?;
-                    options.after = v
-                        .parse()
-                        .map_err(|_| format!("--after: not a number: {v}"))?;
+                    options.after = Some(
+                        v.parse()
+                            .map_err(|_| format!("--after: not a number: {v}"))?,
+                    );
                 }
                 "--out" => options.out = Some(PathBuf::from(value("--out")?)),
                 "-h" | "--help" => {
@@ -124,40 +127,59 @@ mod run {
         }
     }
 
-    fn run(options: &Options) -> Result<bool, KvmStateError> {
+    fn mp_state_name(mp_state: u32) -> &'static str {
+        match mp_state {
+            kvm_bindings::KVM_MP_STATE_RUNNABLE => "running",
+            kvm_bindings::KVM_MP_STATE_HALTED => "halted",
+            kvm_bindings::KVM_MP_STATE_UNINITIALIZED => "waiting for SIPI",
+            _ => "other",
+        }
+    }
+
+    fn run(options: &Options) -> Result<bool, DemoVmError> {
         println!(
-            "demo guest: long mode, XMM registers, IA32_KERNEL_GS_BASE, LAPIC timer, 16550 UART"
+            "demo guest: {} vCPUs on threads; BSP: long mode, XMM registers, IA32_KERNEL_GS_BASE, \
+             LAPIC timer, vm-superio UART; AP1 computing with its LAPIC timer; AP2 halted until \
+             the BSP's IPI",
+            demo_vmm::VCPU_COUNT
         );
 
         // 1. Reference: the guest uninterrupted.
         let t = Instant::now();
         let mut reference = DemoVm::new()?;
         reference.load_guest()?;
-        let uninterrupted = reference.run_to_end()?;
+        let reference_run = reference.run(StopWhen::Done)?;
+        let uninterrupted = reference_run.reports;
         drop(reference);
         println!(
-            "uninterrupted run ({:.1} ms): {}",
-            t.elapsed().as_secs_f64() * 1e3,
-            words(&uninterrupted)
+            "uninterrupted run ({:.1} ms):",
+            t.elapsed().as_secs_f64() * 1e3
         );
+        for (vcpu, out) in uninterrupted.iter().enumerate() {
+            println!("  vcpu {vcpu}: {}", words(out));
+        }
+        println!("  virtio: {}", words(&reference_run.virtio));
 
-        // 2. Run again and stop at the I/O exit of report number `after`.
+        // 2. Run again; every vCPU thread stops (kicked out of KVM_RUN, its pending I/O
+        // completed) at the snapshot point.
         let mut source = DemoVm::new()?;
         source.load_guest()?;
-        let mut before = Vec::new();
-        while before.len() < options.after {
-            match source.run_until_report()? {
-                DemoExit::Report(v) => before.push(v),
-                DemoExit::Done => break,
-            }
-        }
+        let stop_when = match options.after {
+            Some(n) => StopWhen::Reports(n),
+            None => StopWhen::Condition(mid_run),
+        };
+        let before_run = source.run(stop_when)?;
+        let before = before_run.reports;
 
-        // 3. Save. KVM: complete the pending `out` (immediate_exit), then read VM and vCPU;
-        // then the emulated UART, and guest memory.
+        // 3. Save, the sequence a VMM follows with its vCPUs paused: the VM-wide state, each
+        // vCPU, the devices, guest memory.
         let t = Instant::now();
-        pause_vcpu(source.vcpu_mut())?;
         let vm_state = save_vm(source.vm())?;
-        let vcpu_state = save_vcpu(source.vm(), source.vcpu(), source.msr_indices())?;
+        let vcpus = source
+            .vcpus()
+            .iter()
+            .map(|vcpu| save_vcpu(source.vm(), vcpu, source.msr_indices()))
+            .collect::<kvm_state::Result<Vec<VcpuState>>>()?;
         let save_kvm = t.elapsed();
         let devices = source.devices_state();
         let t = Instant::now();
@@ -165,7 +187,7 @@ mod run {
         let save_memory = t.elapsed();
         let state = MicrovmState {
             vm: vm_state,
-            vcpus: vec![vcpu_state],
+            vcpus,
             devices,
             memory: vec![memory],
             ..Default::default()
@@ -178,7 +200,7 @@ mod run {
             Some(p) => (p.clone(), TempFile(None)),
             None => {
                 let p = std::env::temp_dir()
-                    .join(format!("kvm-state-microvm-{}.snap", std::process::id()));
+                    .join(format!("demo-vmm-microvm-{}.snap", std::process::id()));
                 (p.clone(), TempFile(Some(p)))
             }
         };
@@ -190,10 +212,9 @@ mod run {
         let file_len = std::fs::metadata(&path)
             .map(|m| m.len())
             .unwrap_or_default();
-        let vcpu = &state.vcpus[0];
         println!(
             "snapshot after {} reports at app version {} -> {}",
-            before.len(),
+            before.iter().map(Vec::len).sum::<usize>(),
             options.app_version,
             path.display()
         );
@@ -202,14 +223,29 @@ mod run {
             MEM_SIZE,
             file_len.saturating_sub(MEM_SIZE as u64)
         );
-        println!(
-            "  vcpu: rip {:#x}, {} MSRs, {} CPUID leaves, {}-byte xsave, tsc {:?} kHz",
-            vcpu.regs.rip,
-            vcpu.msrs.entries.len(),
-            vcpu.cpuid.entries.len(),
-            (vcpu.xsave.region.len() + vcpu.xsave.extra.len()) * 4,
-            vcpu.tsc_khz
-        );
+        for (index, vcpu) in state.vcpus.iter().enumerate() {
+            println!(
+                "  vcpu {index}: {}, rip {:#x}, {} MSRs, {} CPUID leaves, {}-byte xsave, tsc {:?} kHz",
+                mp_state_name(vcpu.mp_state.mp_state),
+                vcpu.regs.rip,
+                vcpu.msrs.entries.len(),
+                vcpu.cpuid.entries.len(),
+                (vcpu.xsave.region.len() + vcpu.xsave.extra.len()) * 4,
+                vcpu.tsc_khz
+            );
+        }
+        for device in &state.devices.virtio_mmio {
+            for queue in &device.queues {
+                println!(
+                    "  virtio: status {:#x}, queue of {}: next_avail {}, next_used {} ({} payloads received before the snapshot)",
+                    device.device_status,
+                    queue.size,
+                    queue.next_avail,
+                    queue.next_used,
+                    before_run.virtio.len()
+                );
+            }
+        }
         for uart in &state.devices.serial {
             println!(
                 "  uart: scratch {:#04x}, {} input bytes pending {:?}",
@@ -220,7 +256,7 @@ mod run {
         }
         drop(state);
 
-        // 4. Restore into a fresh VM.
+        // 4. Restore into a fresh VM with as many vCPU threads.
         let t = Instant::now();
         let (loaded, data_version) = MicrovmState::load_file(&path)?;
         let restore_file = t.elapsed();
@@ -241,27 +277,15 @@ mod run {
         let mut target = DemoVm::new()?;
         let restore_create = t.elapsed();
         let t = Instant::now();
-        target.restore_memory(&loaded.memory)?;
-        let restore_memory = t.elapsed();
-        let t = Instant::now();
-        restore_vm(target.vm(), &loaded.vm)?;
-        let [vcpu_state] = loaded.vcpus.as_slice() else {
-            return Err(KvmStateError::BadLength {
-                what: "vcpus",
-                found: loaded.vcpus.len(),
-                expected: 1,
-            });
-        };
-        let kvm = kvm_ioctls::Kvm::new().map_err(KvmStateError::OpenKvm)?;
-        let host = kvm_state::HostSupport::query(&kvm, target.vm())?;
-        restore_vcpu(target.vcpu(), vcpu_state, &host)?;
-        let restore_kvm = t.elapsed();
-        target.restore_devices(&loaded.devices)?;
-        let after = target.run_to_end()?;
+        target.restore_microvm(&loaded)?;
+        let restore_all = t.elapsed();
+        let after_run = target.run(StopWhen::Done)?;
+        let after = after_run.reports;
 
         println!("save:");
         println!(
-            "  KVM ioctls (pause, VM + vCPU state)          {}",
+            "  KVM ioctls (VM + {} vCPU states)             {}",
+            loaded.vcpus.len(),
             us(save_kvm)
         );
         println!(
@@ -286,30 +310,44 @@ mod run {
             us(restore_decode)
         );
         println!(
-            "  new VM (VM, irqchip, PIT, memory, vCPU)      {}",
+            "  new VM (VM, irqchip, PIT, memory, vCPUs)     {}",
             us(restore_create)
         );
         println!(
-            "  guest memory copy                            {}",
-            us(restore_memory)
-        );
-        println!(
-            "  KVM ioctls (VM + vCPU state)                 {}",
-            us(restore_kvm)
+            "  checks, memory copy, KVM ioctls, devices     {}",
+            us(restore_all)
         );
 
-        println!("before snapshot: {}", words(&before));
-        println!("after restore:   {}", words(&after));
-        let mut resumed = before;
-        resumed.extend(after);
-        if resumed == uninterrupted {
-            println!("OK: the restored guest finished with the output of the uninterrupted run");
-            Ok(true)
-        } else {
-            println!("MISMATCH: snapshot + restore: {}", words(&resumed));
-            println!("          uninterrupted:      {}", words(&uninterrupted));
-            Ok(false)
+        let mut ok = true;
+        for (vcpu, ((b, a), want)) in before.iter().zip(&after).zip(&uninterrupted).enumerate() {
+            println!("vcpu {vcpu}: before snapshot {}", words(b));
+            println!("        after restore   {}", words(a));
+            let resumed: Vec<u32> = b.iter().chain(a).copied().collect();
+            if resumed != *want {
+                println!(
+                    "MISMATCH on vcpu {vcpu}: snapshot + restore: {}",
+                    words(&resumed)
+                );
+                println!("          uninterrupted:      {}", words(want));
+                ok = false;
+            }
         }
+        println!("virtio: before snapshot {}", words(&before_run.virtio));
+        println!("        after restore   {}", words(&after_run.virtio));
+        let transmitted: Vec<u32> = before_run
+            .virtio
+            .iter()
+            .chain(&after_run.virtio)
+            .copied()
+            .collect();
+        if transmitted != reference_run.virtio {
+            println!("MISMATCH on virtio: {}", words(&transmitted));
+            ok = false;
+        }
+        if ok {
+            println!("OK: every vCPU and the virtio device of the restored guest finished with the output of the uninterrupted run");
+        }
+        Ok(ok)
     }
 }
 
@@ -320,6 +358,6 @@ fn main() -> std::process::ExitCode {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn main() -> std::process::ExitCode {
-    eprintln!("the demo guest is x86_64 only");
+    eprintln!("the demo VMM is x86_64 only");
     std::process::ExitCode::from(2)
 }

@@ -1,7 +1,8 @@
-//! The proof on `/dev/kvm`: snapshot the demo guest mid-run to a file, destroy the VM, restore
-//! the file into a fresh VM, resume, and finish with the output of an uninterrupted run; at
-//! the current app version and at the older app version 1 (rollback); and show that each
-//! piece of state matters by leaving it out.
+//! The proof on `/dev/kvm` for each piece of the BSP's and the VM's state: snapshot the demo
+//! guest mid-run to a file, destroy the VM, restore the file into a fresh VM, resume, and
+//! finish with the output of an uninterrupted run; at the current app version and at the older
+//! app version 1 (rollback); and show that each piece of state matters by leaving it out. The
+//! SMP controls (APs) are in `smp.rs`.
 
 #![cfg(target_arch = "x86_64")]
 
@@ -9,35 +10,38 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{kvm_available, restore_and_finish, run_reports, TempDir};
-use kvm_state::demo::{expected_output, DemoVm, SCRATCH_VALUE, SERIAL_INPUT};
+use common::{expected_rest, joined, kvm_available, loaded_vm, restore_and_finish, TempDir};
+use demo_vmm::guest::{SCRATCH_VALUE, SERIAL_INPUT};
+use demo_vmm::{expected_output, DemoVm, DemoVmError, StopWhen};
 use kvm_state::{
     DevicesState, KvmStateError, MicrovmState, SerialState, VcpuState, APP_VERSION_1,
     APP_VERSION_2, CURRENT_APP_VERSION,
 };
 
-/// Values reported before the snapshot: the guest has its XMM registers loaded, the MSR
+/// Values the BSP has reported before the snapshot: it has its XMM registers loaded, the MSR
 /// and the UART scratch register written and the LAPIC timer running, UART input is
 /// pending, and it has reported none of them yet.
 const MID_RUN: usize = 4;
 
-/// Runs a fresh guest to the end without a snapshot.
-fn run_uninterrupted() -> Vec<u32> {
-    let mut vm = DemoVm::new().unwrap();
-    vm.load_guest().unwrap();
-    vm.run_to_end().unwrap()
+fn bsp_mid_run(reports: &[Vec<u32>]) -> bool {
+    reports[0].len() >= MID_RUN
 }
 
-/// Runs a fresh guest until it has reported `reports` values (stopped at that I/O exit),
-/// pauses it, saves its complete state to a snapshot file at `app_version` and destroys the
-/// VM. Returns the values reported and the file.
-fn run_and_save(reports: usize, dir: &Path, app_version: u16) -> (Vec<u32>, PathBuf) {
-    let mut vm = DemoVm::new().unwrap();
-    vm.load_guest().unwrap();
-    let out = run_reports(&mut vm, reports);
+/// Runs a fresh guest to the end without a snapshot.
+fn run_uninterrupted() -> Vec<Vec<u32>> {
+    loaded_vm().run_to_end().unwrap()
+}
+
+/// Runs a fresh guest until the BSP has reported [`MID_RUN`] values (stopped at that I/O
+/// exit), pauses it, saves its complete state to a snapshot file at `app_version` and
+/// destroys the VM. Returns the values reported and the file.
+fn run_and_save(dir: &Path, app_version: u16) -> (Vec<Vec<u32>>, PathBuf) {
+    let mut vm = loaded_vm();
+    let out = vm.run(StopWhen::Condition(bsp_mid_run)).unwrap().reports;
+    assert_eq!(out[0].len(), MID_RUN);
     let state = vm.save_microvm().unwrap();
     drop(vm);
-    let path = dir.join(format!("after-{reports}-v{app_version}.snap"));
+    let path = dir.join(format!("mid-run-v{app_version}.snap"));
     state.save_to_file(&path, app_version).unwrap();
     (out, path)
 }
@@ -51,36 +55,19 @@ fn test_file_snapshot_resumes_like_uninterrupted_run() {
     assert_eq!(uninterrupted, expected_output());
 
     let dir = TempDir::new("resume");
-    let (mut out, path) = run_and_save(MID_RUN, dir.path(), CURRENT_APP_VERSION);
+    let (out, path) = run_and_save(dir.path(), CURRENT_APP_VERSION);
     let (state, version) = MicrovmState::load_file(&path).unwrap();
     assert_eq!(version, CURRENT_APP_VERSION);
-    assert_eq!(state.vcpus.len(), 1);
-    assert!(state.vcpus[0].tsc_khz.is_some() || !kvm_reports_tsc_khz());
-    out.extend(restore_and_finish(&state).unwrap());
-    assert_eq!(out, uninterrupted);
+    assert_eq!(state.vcpus.len(), demo_vmm::VCPU_COUNT);
+    assert!(state.vcpus.iter().all(|v| v.tsc_khz.is_some()) || !kvm_reports_tsc_khz());
+    let rest = restore_and_finish(&state).unwrap();
+    assert_eq!(joined(&out, &rest), uninterrupted);
 }
 
 /// Whether this host's KVM reports the vCPU TSC frequency (`KVM_GET_TSC_KHZ`).
 fn kvm_reports_tsc_khz() -> bool {
     let vm = DemoVm::new().unwrap();
-    vm.vcpu().get_tsc_khz().is_ok()
-}
-
-#[test]
-fn test_file_snapshot_at_every_report() {
-    if !kvm_available() {
-        return;
-    }
-    let expected = expected_output();
-    let dir = TempDir::new("every");
-    for k in 1..=expected.len() {
-        let (mut out, path) = run_and_save(k, dir.path(), CURRENT_APP_VERSION);
-        let (state, _) = MicrovmState::load_file(&path).unwrap();
-        let rest = restore_and_finish(&state)
-            .unwrap_or_else(|e| panic!("restore after report {k} failed: {e}"));
-        out.extend(rest);
-        assert_eq!(out, expected, "snapshot after report {k}");
-    }
+    vm.vcpus()[0].get_tsc_khz().is_ok()
 }
 
 #[test]
@@ -92,7 +79,7 @@ fn test_rollback_snapshot_at_app_version_1_resumes() {
     let dir = TempDir::new("rollback");
 
     // The same guest state written for the current build and for an app-version-1 build.
-    let (out, v2_path) = run_and_save(MID_RUN, dir.path(), APP_VERSION_2);
+    let (out, v2_path) = run_and_save(dir.path(), APP_VERSION_2);
     let (state, _) = MicrovmState::load_file(&v2_path).unwrap();
     let v1_path = dir.path().join("rollback-v1.snap");
     state.save_to_file(&v1_path, APP_VERSION_1).unwrap();
@@ -101,11 +88,11 @@ fn test_rollback_snapshot_at_app_version_1_resumes() {
     // `ClockState::{realtime, host_tsc}` (16 bytes).
     let v1_len = std::fs::metadata(&v1_path).unwrap().len();
     let v2_len = std::fs::metadata(&v2_path).unwrap().len();
-    let tsc_len = if state.vcpus[0].tsc_khz.is_some() {
-        5
-    } else {
-        1
-    };
+    let tsc_len: u64 = state
+        .vcpus
+        .iter()
+        .map(|v| if v.tsc_khz.is_some() { 5 } else { 1 })
+        .sum();
     assert_eq!(v2_len - v1_len, tsc_len + 16);
 
     // An older build: its map knows only app version 1, and the layout of every type at
@@ -114,7 +101,7 @@ fn test_rollback_snapshot_at_app_version_1_resumes() {
         snapshot::Snapshot::load_file::<MicrovmState>(&v1_path, versionize::VersionMap::new())
             .unwrap();
     assert_eq!(version, APP_VERSION_1);
-    assert_eq!(old.vcpus[0].tsc_khz, None);
+    assert!(old.vcpus.iter().all(|v| v.tsc_khz.is_none()));
     assert_eq!(old.vm.clock.realtime, 0);
     assert_eq!(
         old.vm.clock.flags & (kvm_bindings::KVM_CLOCK_REALTIME | kvm_bindings::KVM_CLOCK_HOST_TSC),
@@ -132,24 +119,26 @@ fn test_rollback_snapshot_at_app_version_1_resumes() {
     let (loaded, version) = MicrovmState::load_file(&v1_path).unwrap();
     assert_eq!(version, APP_VERSION_1);
     assert_eq!(loaded, old);
-    let mut all = out;
-    all.extend(restore_and_finish(&loaded).unwrap());
-    assert_eq!(all, uninterrupted);
+    let rest = restore_and_finish(&loaded).unwrap();
+    assert_eq!(joined(&out, &rest), uninterrupted);
 }
 
-/// Saves at `MID_RUN` to a file, loads it, lets `tamper` replace part of the vCPU state with
+/// Saves at `MID_RUN` to a file, loads it, lets `tamper` replace part of the BSP's state with
 /// the state of a fresh vCPU (as if that part had not been saved), restores and runs to the
-/// end. Returns the values reported after the restore.
-fn restore_without(tamper: impl Fn(&mut VcpuState, &VcpuState)) -> kvm_state::Result<Vec<u32>> {
+/// end. Returns the values reported after the restore and what an uninterrupted run reports
+/// after the snapshot.
+fn restore_without(
+    tamper: impl Fn(&mut VcpuState, &VcpuState),
+) -> (demo_vmm::Result<Vec<Vec<u32>>>, Vec<Vec<u32>>) {
     let dir = TempDir::new("without");
-    let (_, path) = run_and_save(MID_RUN, dir.path(), CURRENT_APP_VERSION);
+    let (before, path) = run_and_save(dir.path(), CURRENT_APP_VERSION);
     let (mut state, _) = MicrovmState::load_file(&path).unwrap();
     let fresh = {
         let mut target = DemoVm::new().unwrap();
         target.save_microvm().unwrap().vcpus.remove(0)
     };
     tamper(&mut state.vcpus[0], &fresh);
-    restore_and_finish(&state)
+    (restore_and_finish(&state), expected_rest(&before))
 }
 
 #[test]
@@ -157,8 +146,8 @@ fn test_restore_with_everything_is_complete() {
     if !kvm_available() {
         return;
     }
-    let rest = restore_without(|_, _| {}).unwrap();
-    assert_eq!(rest, &expected_output()[MID_RUN..]);
+    let (rest, expected) = restore_without(|_, _| {});
+    assert_eq!(rest.unwrap(), expected);
 }
 
 #[test]
@@ -166,12 +155,13 @@ fn test_output_depends_on_xsave() {
     if !kvm_available() {
         return;
     }
-    let rest = restore_without(|state, fresh| state.xsave = fresh.xsave.clone()).unwrap();
-    let expected = &expected_output()[MID_RUN..];
+    let (rest, expected) = restore_without(|state, fresh| state.xsave = fresh.xsave.clone());
+    let rest = rest.unwrap();
     assert_ne!(rest, expected);
-    // Exactly the eight XMM words differ (they read back as zero).
-    assert_eq!(&rest[..8], &[0; 8]);
-    assert_eq!(&rest[8..], &expected[8..]);
+    // Exactly the BSP's eight XMM words differ (they read back as zero).
+    assert_eq!(&rest[0][..8], &[0; 8]);
+    assert_eq!(&rest[0][8..], &expected[0][8..]);
+    assert_eq!(&rest[1..], &expected[1..]);
 }
 
 #[test]
@@ -179,13 +169,14 @@ fn test_output_depends_on_msrs() {
     if !kvm_available() {
         return;
     }
-    let rest = restore_without(|state, fresh| state.msrs = fresh.msrs.clone()).unwrap();
-    let expected = &expected_output()[MID_RUN..];
+    let (rest, expected) = restore_without(|state, fresh| state.msrs = fresh.msrs.clone());
+    let rest = rest.unwrap();
     assert_ne!(rest, expected);
     // IA32_KERNEL_GS_BASE reads back as 0; the rest is right.
-    assert_eq!(&rest[8..10], &[0, 0]);
-    assert_eq!(&rest[..8], &expected[..8]);
-    assert_eq!(&rest[10..], &expected[10..]);
+    assert_eq!(&rest[0][8..10], &[0, 0]);
+    assert_eq!(&rest[0][..8], &expected[0][..8]);
+    assert_eq!(&rest[0][10..], &expected[0][10..]);
+    assert_eq!(&rest[1..], &expected[1..]);
 }
 
 #[test]
@@ -193,12 +184,10 @@ fn test_output_depends_on_lapic() {
     if !kvm_available() {
         return;
     }
-    // Without the LAPIC the timer is off and the guest never wakes from `hlt` again.
-    let err = restore_without(|state, fresh| state.lapic = fresh.lapic.clone()).unwrap_err();
-    assert!(
-        matches!(err, KvmStateError::UnexpectedExit(ref m) if m.starts_with("no report")),
-        "{err}"
-    );
+    // Without its LAPIC the BSP's timer is off and it never wakes from `hlt` again.
+    let (rest, _) = restore_without(|state, fresh| state.lapic = fresh.lapic.clone());
+    let err = rest.unwrap_err();
+    assert!(matches!(err, DemoVmError::Timeout(_)), "{err}");
 }
 
 #[test]
@@ -207,9 +196,9 @@ fn test_output_depends_on_serial_state() {
         return;
     }
     let dir = TempDir::new("serial");
-    let (_, path) = run_and_save(MID_RUN, dir.path(), CURRENT_APP_VERSION);
+    let (before, path) = run_and_save(dir.path(), CURRENT_APP_VERSION);
     let (state, _) = MicrovmState::load_file(&path).unwrap();
-    let expected = &expected_output()[MID_RUN..];
+    let expected = expected_rest(&before);
     // At the snapshot the guest has written the scratch register and the input is pending.
     let [serial] = state.devices.serial.as_slice() else {
         panic!("expected one UART, got {:?}", state.devices.serial);
@@ -218,8 +207,8 @@ fn test_output_depends_on_serial_state() {
     assert_eq!(serial.in_buffer, SERIAL_INPUT);
     assert_eq!(restore_and_finish(&state).unwrap(), expected);
 
-    // The last four reports come from the UART: scratch, byte count, two words of bytes.
-    let uart_reports = expected.len() - 4;
+    // The BSP's last four reports come from the UART: scratch, byte count, two words of bytes.
+    let uart_reports = expected[0].len() - 4;
     for tampered in [
         // Devices not saved: the UART comes up in its power-on state.
         MicrovmState {
@@ -238,8 +227,9 @@ fn test_output_depends_on_serial_state() {
         let rest = restore_and_finish(&tampered).unwrap();
         assert_ne!(rest, expected);
         // The scratch register reads back as 0 and no input arrives; the rest is right.
-        assert_eq!(&rest[uart_reports..], &[0, 0, 0, 0]);
-        assert_eq!(&rest[..uart_reports], &expected[..uart_reports]);
+        assert_eq!(&rest[0][uart_reports..], &[0, 0, 0, 0]);
+        assert_eq!(&rest[0][..uart_reports], &expected[0][..uart_reports]);
+        assert_eq!(&rest[1..], &expected[1..]);
     }
 }
 
@@ -249,7 +239,7 @@ fn test_output_depends_on_memory() {
         return;
     }
     let dir = TempDir::new("memory");
-    let (_, path) = run_and_save(MID_RUN, dir.path(), CURRENT_APP_VERSION);
+    let (_, path) = run_and_save(dir.path(), CURRENT_APP_VERSION);
     let (mut state, _) = MicrovmState::load_file(&path).unwrap();
     // Memory saved elsewhere and not restored: the fresh VM's memory is all zero, so the
     // guest has no code to run.
@@ -263,16 +253,16 @@ fn test_restore_microvm_rejects_mismatched_state() {
         return;
     }
     let dir = TempDir::new("mismatch");
-    let (_, path) = run_and_save(1, dir.path(), CURRENT_APP_VERSION);
+    let (_, path) = run_and_save(dir.path(), CURRENT_APP_VERSION);
     let (state, _) = MicrovmState::load_file(&path).unwrap();
 
-    let mut two_vcpus = state.clone();
-    two_vcpus.vcpus.push(state.vcpus[0].clone());
+    let mut four_vcpus = state.clone();
+    four_vcpus.vcpus.push(state.vcpus[0].clone());
     assert!(matches!(
-        DemoVm::new().unwrap().restore_microvm(&two_vcpus),
-        Err(KvmStateError::VcpuCount {
-            saved: 2,
-            target: 1
+        DemoVm::new().unwrap().restore_microvm(&four_vcpus),
+        Err(DemoVmError::VcpuCount {
+            saved: 4,
+            target: 3
         })
     ));
 
@@ -280,17 +270,17 @@ fn test_restore_microvm_rejects_mismatched_state() {
     moved.memory[0].guest_phys_addr = 0x1000;
     assert!(matches!(
         DemoVm::new().unwrap().restore_microvm(&moved),
-        Err(KvmStateError::MemoryRegion {
+        Err(DemoVmError::State(KvmStateError::MemoryRegion {
             guest_phys_addr: 0x1000,
             ..
-        })
+        }))
     ));
 
     let mut torn = state;
     torn.memory[0].contents.truncate(4096);
     assert!(matches!(
         DemoVm::new().unwrap().restore_microvm(&torn),
-        Err(KvmStateError::MemoryRegion { .. })
+        Err(DemoVmError::State(KvmStateError::MemoryRegion { .. }))
     ));
 }
 
@@ -300,7 +290,7 @@ fn test_corrupt_snapshot_file_is_refused() {
         return;
     }
     let dir = TempDir::new("corrupt");
-    let (_, path) = run_and_save(MID_RUN, dir.path(), CURRENT_APP_VERSION);
+    let (_, path) = run_and_save(dir.path(), CURRENT_APP_VERSION);
     let mut bytes = std::fs::read(&path).unwrap();
     // Flip one bit in the middle of the file (guest memory).
     let i = bytes.len() / 2;

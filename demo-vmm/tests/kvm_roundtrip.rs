@@ -1,109 +1,35 @@
-//! End-to-end save/restore on `/dev/kvm` with the demo guest, state kept in memory: every
-//! snapshot point, the pause protocol, MSR and TSC frequency restore, and error paths. The
-//! snapshot-file tests are in `microvm_snapshot.rs`.
+//! `kvm-state`'s vCPU and VM functions on `/dev/kvm`, on the demo VM's fds: MSR and TSC
+//! frequency restore, and error paths (fds that are not KVM fds, malformed states). The
+//! snapshot proofs are in `smp.rs` and `microvm_snapshot.rs`.
 
 #![cfg(target_arch = "x86_64")]
 
 mod common;
 
-use common::{kvm_available, restore_and_finish, run_reports};
-use kvm_state::demo::{expected_output, DemoExit, DemoVm};
+use common::{kvm_available, loaded_vm};
+use demo_vmm::{DemoVm, StopWhen};
 use kvm_state::{
     pause_vcpu, restore_vcpu, restore_vm, save_vcpu, save_vm, MicrovmState, VcpuState,
 };
 
-#[test]
-fn test_demo_guest_uninterrupted() {
-    if !kvm_available() {
-        return;
-    }
-    let mut vm = DemoVm::new().unwrap();
-    vm.load_guest().unwrap();
-    let t = std::time::Instant::now();
-    let mut out = Vec::new();
-    loop {
-        match vm.run_until_report() {
-            Ok(DemoExit::Report(v)) => out.push(v),
-            Ok(DemoExit::Done) => break,
-            Err(e) => panic!("after {:x?}: {e}", out),
-        }
-    }
-    eprintln!("took {:?}", t.elapsed());
-    assert_eq!(out, expected_output());
-}
-
-/// Runs a fresh guest until it has reported `reports` values; returns them and the snapshot.
-fn run_and_snapshot(reports: usize) -> (Vec<u32>, MicrovmState) {
-    let mut vm = DemoVm::new().unwrap();
-    vm.load_guest().unwrap();
-    let out = run_reports(&mut vm, reports);
-    let saved = vm.save_microvm().unwrap();
-    (out, saved)
+/// Runs a fresh guest until the vCPUs have made `reports` reports; returns its saved state.
+fn run_and_snapshot(reports: usize) -> MicrovmState {
+    let mut vm = loaded_vm();
+    vm.run(StopWhen::Reports(reports)).unwrap();
+    vm.save_microvm().unwrap()
     // `vm` (and with it the VM and vCPU fds) is dropped here.
 }
 
-#[test]
-fn test_snapshot_restore_at_every_report() {
-    if !kvm_available() {
-        return;
-    }
-    let expected = expected_output();
-    for k in 1..=expected.len() {
-        let (mut out, saved) = run_and_snapshot(k);
-        let rest = restore_and_finish(&saved)
-            .unwrap_or_else(|e| panic!("restore after report {k} failed: {e}"));
-        out.extend(rest);
-        assert_eq!(out, expected, "snapshot after report {k}");
-    }
-}
-
-/// Report index (values reported before the snapshot) at which the guest has its XMM
-/// registers loaded, the MSR written and the LAPIC timer running.
-const MID_RUN: usize = 4;
-
-#[test]
-fn test_snapshot_without_pause() {
-    if !kvm_available() {
-        return;
-    }
-    // Reading state right after the I/O exit, without the immediate_exit run. On hardware KVM
-    // the fast PIO path leaves RIP on the `out` until the next KVM_RUN, so the restored guest
-    // reports the last value again; KVM's instruction emulator (used for every `out` on PVM
-    // hosts) retires the `out` before exiting, so there the snapshot happens to be right.
-    let mut vm = DemoVm::new().unwrap();
-    vm.load_guest().unwrap();
-    let mut out = Vec::new();
-    while out.len() < 2 {
-        if let DemoExit::Report(v) = vm.run_until_report().unwrap() {
-            out.push(v);
-        }
-    }
-    let saved = MicrovmState {
-        vcpus: vec![save_vcpu(vm.vm(), vm.vcpu(), vm.msr_indices()).unwrap()],
-        vm: save_vm(vm.vm()).unwrap(),
-        devices: vm.devices_state(),
-        memory: vec![vm.memory_region()],
-        ..Default::default()
-    };
-    drop(vm);
-    let rest = restore_and_finish(&saved).unwrap();
-    let expected = expected_output();
-    if rest[0] == out[1] {
-        eprintln!("rip was still on the out: the pause is what makes snapshots correct here");
-        assert_eq!(&rest[1..], &expected[2..]);
-    } else {
-        eprintln!("the out had retired before the exit (emulated pio)");
-        out.extend(rest);
-        assert_eq!(out, expected);
-    }
-}
+/// Reports (all vCPUs together) after which the BSP has its XMM registers loaded, the MSR
+/// written and the LAPIC timer running.
+const MID_RUN: usize = 8;
 
 #[test]
 fn test_restore_refused_msr_is_named() {
     if !kvm_available() {
         return;
     }
-    let (_, mut saved) = run_and_snapshot(MID_RUN);
+    let mut saved = run_and_snapshot(MID_RUN);
     saved.vcpus[0].msrs.entries.insert(
         3,
         kvm_state::MsrEntry {
@@ -113,7 +39,7 @@ fn test_restore_refused_msr_is_named() {
     );
     let target = DemoVm::new().unwrap();
     restore_vm(target.vm(), &saved.vm).unwrap();
-    let err = restore_vcpu(target.vcpu(), &saved.vcpus[0], &host(target.vm())).unwrap_err();
+    let err = restore_vcpu(&target.vcpus()[0], &saved.vcpus[0], &host(target.vm())).unwrap_err();
     match err {
         kvm_state::KvmStateError::MsrWrite {
             index,
@@ -133,7 +59,7 @@ fn test_restore_tsc_khz() {
     if !kvm_available() {
         return;
     }
-    let (_, mut saved) = run_and_snapshot(1);
+    let mut saved = run_and_snapshot(1);
     let Some(khz) = saved.vcpus[0].tsc_khz else {
         eprintln!("KVM_GET_TSC_KHZ unsupported: skipping");
         return;
@@ -142,16 +68,16 @@ fn test_restore_tsc_khz() {
     // Within 250 ppm: nothing to set, restore works everywhere.
     saved.vcpus[0].tsc_khz = Some(khz + khz / 10_000);
     let target = DemoVm::new().unwrap();
-    restore_vcpu(target.vcpu(), &saved.vcpus[0], &host(target.vm())).unwrap();
+    restore_vcpu(&target.vcpus()[0], &saved.vcpus[0], &host(target.vm())).unwrap();
     // 1% slower: needs KVM_SET_TSC_KHZ, which only hosts with TSC scaling honour (without it
     // KVM accepts a faster TSC, by catching up in software, but refuses a slower one).
     let slower = khz - khz / 100;
     saved.vcpus[0].tsc_khz = Some(slower);
     let target = DemoVm::new().unwrap();
-    let result = restore_vcpu(target.vcpu(), &saved.vcpus[0], &host(target.vm()));
+    let result = restore_vcpu(&target.vcpus()[0], &saved.vcpus[0], &host(target.vm()));
     if kvm.check_extension(kvm_ioctls::Cap::TscControl) {
         result.unwrap();
-        assert_eq!(target.vcpu().get_tsc_khz().unwrap(), slower);
+        assert_eq!(target.vcpus()[0].get_tsc_khz().unwrap(), slower);
     } else {
         match result {
             Err(kvm_state::KvmStateError::TscFrequency {
@@ -165,11 +91,6 @@ fn test_restore_tsc_khz() {
             other => panic!("expected a tsc frequency error, got {other:?}"),
         }
     }
-}
-
-/// What this host offers the vCPUs of `vm`.
-fn host(vm: &kvm_ioctls::VmFd) -> kvm_state::HostSupport {
-    kvm_state::HostSupport::query(&kvm_ioctls::Kvm::new().unwrap(), vm).unwrap()
 }
 
 /// A VM fd and a vCPU fd that are not KVM fds at all, so every ioctl fails (ENOTTY).
@@ -217,7 +138,7 @@ fn test_bad_fd_errors_name_the_ioctl() {
         return;
     }
     let (saved_vcpu, saved_vm) = {
-        let (_, saved) = run_and_snapshot(1);
+        let saved = run_and_snapshot(1);
         (saved.vcpus[0].clone(), saved.vm)
     };
     let (bad_vm, mut bad_vcpu) = bad_fds();
@@ -241,10 +162,9 @@ fn test_bad_fd_errors_name_the_ioctl() {
         "KVM_SET_CPUID2",
     );
     assert_ioctl_error(pause_vcpu(&mut bad_vcpu).unwrap_err(), "KVM_RUN");
-    // A bad VM fd with a good vCPU fd: the xsave size query fails, before any vCPU ioctl.
+    // A bad VM fd: the host query (xsave size) fails, before any vCPU ioctl.
     let kvm = kvm_ioctls::Kvm::new().unwrap();
     let err = kvm_state::HostSupport::query(&kvm, &bad_vm).unwrap_err();
-    let _ = (good.vcpu(), &saved_vcpu);
     assert!(
         matches!(
             err,
@@ -262,7 +182,7 @@ fn test_malformed_state_fails_before_touching_the_vcpu() {
     if !kvm_available() {
         return;
     }
-    let (_, saved) = run_and_snapshot(1);
+    let saved = run_and_snapshot(1);
     let (_, bad_vcpu) = bad_fds();
     let good = DemoVm::new().unwrap();
     let mut state = saved.vcpus[0].clone();
@@ -275,4 +195,9 @@ fn test_malformed_state_fails_before_touching_the_vcpu() {
             ..
         })
     ));
+}
+
+/// What this host offers the vCPUs of `vm`.
+fn host(vm: &kvm_ioctls::VmFd) -> kvm_state::HostSupport {
+    kvm_state::HostSupport::query(&kvm_ioctls::Kvm::new().unwrap(), vm).unwrap()
 }

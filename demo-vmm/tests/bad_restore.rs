@@ -10,33 +10,27 @@
 
 mod common;
 
-use common::kvm_available;
-use kvm_state::demo::{expected_output, DemoExit, DemoVm};
-use kvm_state::LEGACY_XSAVE_SIZE;
-use kvm_state::{KvmStateError, MicrovmState, MsrEntry};
+use common::{expected_rest, kvm_available, loaded_vm};
+use demo_vmm::{DemoVm, DemoVmError, StopWhen};
+use kvm_state::{KvmStateError, MicrovmState, MsrEntry, LEGACY_XSAVE_SIZE};
 
-/// Reports the guest makes before the snapshot.
+/// Reports the guest makes before the snapshot (the vCPUs together).
 const REPORTS: usize = 2;
 
-/// Runs the demo guest until it has made [`REPORTS`] reports and saves its state.
-fn saved_state() -> MicrovmState {
-    let mut vm = DemoVm::new().unwrap();
-    vm.load_guest().unwrap();
-    for _ in 0..REPORTS {
-        assert!(matches!(
-            vm.run_until_report().unwrap(),
-            DemoExit::Report(_)
-        ));
-    }
-    vm.save_microvm().unwrap()
+/// Runs the demo guest until it has made [`REPORTS`] reports and saves its state; returns
+/// the reports and the state.
+fn saved_state() -> (Vec<Vec<u32>>, MicrovmState) {
+    let mut vm = loaded_vm();
+    let before = vm.run(StopWhen::Reports(REPORTS)).unwrap().reports;
+    (before, vm.save_microvm().unwrap())
 }
 
 /// Restores the good `state` into `vm` (which an earlier restore refused before touching it)
 /// and checks that the guest finishes as an uninterrupted run does.
-fn assert_vm_still_usable(mut vm: DemoVm, state: &MicrovmState) {
+fn assert_vm_still_usable(mut vm: DemoVm, (before, state): &(Vec<Vec<u32>>, MicrovmState)) {
     vm.restore_microvm(state).unwrap();
     let rest = vm.run_to_end().unwrap();
-    assert_eq!(rest, expected_output()[REPORTS..]);
+    assert_eq!(rest, expected_rest(before));
 }
 
 #[test]
@@ -44,23 +38,29 @@ fn test_bad_restore_serial_count_mismatch() {
     if !kvm_available() {
         return;
     }
-    let state = saved_state();
+    let saved = saved_state();
+    let state = &saved.1;
     let mut vm = DemoVm::new().unwrap();
     let mut other = state.clone();
     other.devices.serial = vec![state.devices.serial[0].clone(); 2];
     let err = vm.restore_microvm(&other).unwrap_err();
+    assert!(matches!(err, DemoVmError::SerialCount(2)), "{err}");
+    assert_eq!(err.to_string(), "the state has 2 uarts, the demo vm has 1");
+    // More pending input than the UART's FIFO holds: vm_superio would refuse it half-way.
+    let mut other = state.clone();
+    other.devices.serial[0].in_buffer = vec![b'x'; 65];
+    let err = vm.restore_microvm(&other).unwrap_err();
     assert!(
         matches!(
             err,
-            KvmStateError::BadLength {
-                what: "serial devices",
-                found: 2,
-                expected: 1
+            DemoVmError::SerialInput {
+                found: 65,
+                capacity: 64
             }
         ),
         "{err}"
     );
-    assert_vm_still_usable(vm, &state);
+    assert_vm_still_usable(vm, &saved);
 }
 
 #[test]
@@ -68,22 +68,23 @@ fn test_bad_restore_vcpu_count_mismatch() {
     if !kvm_available() {
         return;
     }
-    let state = saved_state();
+    let saved = saved_state();
+    let state = &saved.1;
     let mut vm = DemoVm::new().unwrap();
-    for count in [0, 2, 4] {
+    for count in [0, 1, 2, 4] {
         let mut other = state.clone();
         other.vcpus = vec![state.vcpus[0].clone(); count];
         let err = vm.restore_microvm(&other).unwrap_err();
         assert!(
-            matches!(err, KvmStateError::VcpuCount { saved, target: 1 } if saved == count),
+            matches!(err, DemoVmError::VcpuCount { saved, target: 3 } if saved == count),
             "{err}"
         );
         assert_eq!(
             err.to_string(),
-            format!("the state has {count} vcpus, the target vm has 1")
+            format!("the state has {count} vcpus, the demo vm has 3")
         );
     }
-    assert_vm_still_usable(vm, &state);
+    assert_vm_still_usable(vm, &saved);
 }
 
 #[test]
@@ -91,7 +92,7 @@ fn test_bad_restore_msr_the_host_refuses() {
     if !kvm_available() {
         return;
     }
-    let mut state = saved_state();
+    let (_, mut state) = saved_state();
     // Not an MSR on any x86 CPU; KVM_SET_MSRS stops there.
     const BOGUS: u32 = 0x1234_5678;
     state.vcpus[0].msrs.entries.push(MsrEntry {
@@ -104,7 +105,7 @@ fn test_bad_restore_msr_the_host_refuses() {
     assert!(
         matches!(
             err,
-            KvmStateError::MsrWrite { index: BOGUS, written, requested: r }
+            DemoVmError::State(KvmStateError::MsrWrite { index: BOGUS, written, requested: r })
                 if r == requested && written < requested
         ),
         "{err}"
@@ -117,7 +118,7 @@ fn test_bad_restore_msr_the_host_refuses() {
 /// The host's offered CPUID, as `DemoVm::restore_microvm` reads it.
 fn offered_cpuid() -> Vec<kvm_bindings::kvm_cpuid_entry2> {
     let vm = DemoVm::new().unwrap();
-    vm.vcpu()
+    vm.vcpus()[0]
         .get_cpuid2(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
         .unwrap()
         .as_slice()
@@ -129,7 +130,8 @@ fn test_bad_restore_cpuid_feature_the_host_does_not_offer() {
     if !kvm_available() {
         return;
     }
-    let state = saved_state();
+    let saved = saved_state();
+    let state = &saved.1;
     let offered = offered_cpuid();
     // KVM_SET_CPUID2 takes feature flags the host cannot provide: on this kind of host it
     // either keeps them (the guest faults on the instruction later) or clears them (the CPU
@@ -155,9 +157,8 @@ fn test_bad_restore_cpuid_feature_the_host_does_not_offer() {
         bad.vcpus[0].cpuid.entries.iter().map(Into::into).collect();
     entries.truncate(kvm_bindings::KVM_MAX_CPUID_ENTRIES);
     let scratch = DemoVm::new().unwrap();
-    let kvm_alone = scratch
-        .vcpu()
-        .set_cpuid2(&kvm_bindings::CpuId::from_entries(&entries).unwrap());
+    let kvm_alone =
+        scratch.vcpus()[0].set_cpuid2(&kvm_bindings::CpuId::from_entries(&entries).unwrap());
     eprintln!("KVM_SET_CPUID2 with leaf 7 EBX bit {bit:#x} not offered: {kvm_alone:?}");
 
     let mut vm = DemoVm::new().unwrap();
@@ -165,12 +166,12 @@ fn test_bad_restore_cpuid_feature_the_host_does_not_offer() {
     assert!(
         matches!(
             err,
-            KvmStateError::CpuidNotOffered {
+            DemoVmError::State(KvmStateError::CpuidNotOffered {
                 function: 7,
                 index: 0,
                 register: "ebx",
                 bits
-            } if bits == bit
+            }) if bits == bit
         ),
         "{err}"
     );
@@ -195,14 +196,14 @@ fn test_bad_restore_cpuid_feature_the_host_does_not_offer() {
     assert!(
         matches!(
             err,
-            KvmStateError::CpuidNotOffered {
+            DemoVmError::State(KvmStateError::CpuidNotOffered {
                 function: 0x8000_0001,
                 ..
-            }
+            })
         ),
         "{err}"
     );
-    assert_vm_still_usable(vm, &state);
+    assert_vm_still_usable(vm, &saved);
 }
 
 #[test]
@@ -212,7 +213,7 @@ fn test_bad_restore_cpuid_kvm_refuses() {
     }
     // KVM_SET_CPUID2 itself refuses a linear address width other than 48 or 57 bits (leaf
     // 0x8000_0008 EAX[15:8]) with EINVAL.
-    let mut state = saved_state();
+    let (_, mut state) = saved_state();
     let entry = state.vcpus[0]
         .cpuid
         .entries
@@ -223,10 +224,10 @@ fn test_bad_restore_cpuid_kvm_refuses() {
     let mut vm = DemoVm::new().unwrap();
     let err = vm.restore_microvm(&state).unwrap_err();
     match &err {
-        KvmStateError::Ioctl {
+        DemoVmError::State(KvmStateError::Ioctl {
             ioctl: "KVM_SET_CPUID2",
             source,
-        } => assert_eq!(source.errno(), libc::EINVAL),
+        }) => assert_eq!(source.errno(), libc::EINVAL),
         other => panic!("{other}"),
     }
     assert_eq!(err.to_string(), "ioctl KVM_SET_CPUID2 failed");
@@ -238,7 +239,8 @@ fn test_bad_restore_xsave_of_another_size() {
     if !kvm_available() {
         return;
     }
-    let state = saved_state();
+    let good = saved_state();
+    let state = &good.1;
     let mut vm = DemoVm::new().unwrap();
 
     // A legacy region that is not 4096 bytes.
@@ -248,11 +250,11 @@ fn test_bad_restore_xsave_of_another_size() {
     assert!(
         matches!(
             err,
-            KvmStateError::BadLength {
+            DemoVmError::State(KvmStateError::BadLength {
                 what: "xsave region",
                 found: 512,
                 expected: 1024
-            }
+            })
         ),
         "{err}"
     );
@@ -272,7 +274,7 @@ fn test_bad_restore_xsave_of_another_size() {
     let err = vm.restore_microvm(&large).unwrap_err();
     let saved = LEGACY_XSAVE_SIZE + extra_words * 4;
     assert!(
-        matches!(err, KvmStateError::XsaveTooLarge { saved: s, host: h } if s == saved && h == host),
+        matches!(err, DemoVmError::State(KvmStateError::XsaveTooLarge { saved: s, host: h }) if s == saved && h == host),
         "{err}"
     );
     assert_eq!(
@@ -283,5 +285,5 @@ fn test_bad_restore_xsave_of_another_size() {
     // A larger area whose extra part is all zero (the components' init state) fits.
     let mut zeros = state.clone();
     zeros.vcpus[0].xsave.extra = vec![0; extra_words];
-    assert_vm_still_usable(vm, &zeros);
+    assert_vm_still_usable(vm, &(good.0.clone(), zeros));
 }

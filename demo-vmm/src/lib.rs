@@ -1,0 +1,68 @@
+//! A small VMM built only on `kvm-state`'s public API: a sample for VMM authors of how to
+//! save a running SMP microVM to a snapshot file and resume it in a fresh VM.
+//!
+//! [`DemoVm`] creates a KVM VM with an in-kernel irqchip and PIT, 2 MiB of memory,
+//! [`VCPU_COUNT`] vCPUs, a `vm_superio` 16550A UART on COM1 and a virtio-mmio device whose
+//! queue is a `virtio_queue::Queue` (see [`virtio`]), and loads a guest whose three programs
+//! (BSP with a small virtio driver, a running AP, an AP halted waiting for an IPI; see
+//! [`guest`]) report values to an I/O port. [`DemoVm::run`] runs each vCPU on its own thread until a
+//! [`StopWhen`] condition, then kicks every thread out of `KVM_RUN` and pauses its vCPU; the
+//! VM can then be saved:
+//!
+//! 1. pause every vCPU ([`kvm_state::pause_vcpu`], which completes a pending I/O instruction);
+//! 2. [`kvm_state::save_vm`] (irqchips, PIT, clock), then [`kvm_state::save_vcpu`] for each
+//!    vCPU with the MSR list of [`kvm_state::savable_msr_indices`];
+//! 3. the devices (the UART's `vm_superio` state as a [`kvm_state::SerialState`], the virtio
+//!    transport and its `virtio_queue` state as a [`kvm_state::MmioTransportState`]) and guest
+//!    memory, all in one [`kvm_state::MicrovmState`], written with
+//!    [`kvm_state::MicrovmState::save_to_file`].
+//!
+//! [`DemoVm::restore_microvm`] checks a loaded state against the fresh VM before it touches
+//! KVM, then writes memory, [`kvm_state::restore_vm`], [`kvm_state::restore_vcpu`] for each
+//! vCPU, and the UART.
+//!
+//! ```
+//! use demo_vmm::{expected_output, mid_run, DemoVm, StopWhen};
+//! use kvm_state::{MicrovmState, CURRENT_APP_VERSION};
+//!
+//! # fn main() -> Result<(), demo_vmm::DemoVmError> {
+//! # if !std::path::Path::new("/dev/kvm").exists() { return Ok(()); }
+//! let path = std::env::temp_dir().join(format!("demo-vmm-doc-{}.snap", std::process::id()));
+//! let mut source = DemoVm::new()?;
+//! source.load_guest()?;
+//! // Every vCPU thread runs until the snapshot point, then all are paused.
+//! let before = source.run(StopWhen::Condition(mid_run))?;
+//! source.save_microvm()?.save_to_file(&path, CURRENT_APP_VERSION)?;
+//! drop(source);
+//!
+//! let (state, _app_version) = MicrovmState::load_file(&path)?;
+//! # std::fs::remove_file(&path).ok();
+//! let mut target = DemoVm::new()?;
+//! target.restore_microvm(&state)?;
+//! let after = target.run_to_end()?;
+//! for (vcpu, (b, a)) in before.reports.iter().zip(&after).enumerate() {
+//!     let resumed: Vec<u32> = b.iter().chain(a).copied().collect();
+//!     assert_eq!(resumed, expected_output()[vcpu], "vcpu {vcpu}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+#![cfg(target_arch = "x86_64")]
+#![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod error;
+pub mod guest;
+mod guest_code;
+mod memory;
+mod run;
+pub mod virtio;
+mod vm;
+
+pub use error::{DemoVmError, Result};
+pub use guest::{
+    expected_output, expected_virtio_output, mid_run, DONE_MARKER, MEM_SIZE, VCPU_COUNT,
+};
+pub use run::{RunOutput, StopWhen, VIRTIO_REQUEST_INTERVAL};
+pub use vm::{DemoVm, DEFAULT_TIMEOUT, SERIAL_FIFO_SIZE};

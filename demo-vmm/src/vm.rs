@@ -1,0 +1,539 @@
+//! The demo VM: KVM objects, guest memory, the UART, and whole-VM save and restore.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kvm_bindings::{
+    kvm_lapic_state, kvm_mp_state, kvm_pit_config, kvm_segment, kvm_userspace_memory_region,
+    kvm_xcrs, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_RUNNABLE, KVM_PIT_SPEAKER_DUMMY,
+};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use kvm_state::{
+    check_cpuid, restore_vcpu, restore_vm, savable_msr_indices, save_vcpu, save_vm, xsave_size,
+    DevicesState, Lapic, MemoryRegionState, MicrovmState, MmioTransportState, SerialState,
+    VcpuState, LEGACY_XSAVE_SIZE,
+};
+use vm_superio::serial::NoEvents;
+use vm_superio::{Serial, Trigger};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::error::{DemoVmError, Result};
+use crate::guest::{self, COM1_GSI, MEM_SIZE, SERIAL_INPUT, VCPU_COUNT};
+use crate::memory::{self, Memory};
+use crate::run::{run_vcpus, Devices, RunOutput, StopWhen};
+use crate::virtio::VirtioDevice;
+
+/// Default limit on how long the guest may go without any vCPU reporting before a run fails.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many bytes of pending input the UART's FIFO holds (`vm_superio`'s 16550A).
+pub const SERIAL_FIFO_SIZE: usize = 64;
+
+/// The UART's interrupt line: an eventfd registered with KVM as an irqfd for [`COM1_GSI`].
+#[derive(Debug)]
+pub(crate) struct IrqLine(EventFd);
+
+impl Trigger for IrqLine {
+    type E = std::io::Error;
+
+    fn trigger(&self) -> std::io::Result<()> {
+        self.0.write(1)
+    }
+}
+
+/// The emulated UART: `vm_superio`'s 16550A; what the guest transmits is dropped.
+pub(crate) type Uart = Serial<IrqLine, NoEvents, std::io::Sink>;
+
+/// An SMP VM with an in-kernel irqchip and PIT, [`VCPU_COUNT`] vCPUs, 2 MiB of memory, a
+/// `vm_superio` UART on COM1 and a virtio-mmio device on `virtio-queue` (see
+/// [`crate::virtio`]), able to run the demo guest (see [`crate::guest`]).
+pub struct DemoVm {
+    // Field order is drop order: the vCPUs and the VM go before the memory they use.
+    vcpus: Vec<VcpuFd>,
+    vm: VmFd,
+    msr_indices: Vec<u32>,
+    memory: Memory,
+    uart: Mutex<Uart>,
+    virtio: Mutex<VirtioDevice>,
+    uart_irq: EventFd,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for DemoVm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoVm")
+            .field("vcpus", &self.vcpus.len())
+            .field("mem_size", &MEM_SIZE)
+            .field("msr_indices", &self.msr_indices)
+            .field("serial", &self.serial_state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DemoVm {
+    /// Opens `/dev/kvm` and creates the VM: irqchip, PIT, memory, the UART and its interrupt
+    /// line, and [`VCPU_COUNT`] vCPUs with the CPUID KVM supports (each with its own APIC id).
+    /// No guest is loaded (see [`DemoVm::load_guest`]); the vCPUs are as KVM creates them
+    /// (the APs wait for INIT/SIPI).
+    ///
+    /// # Errors
+    ///
+    /// [`DemoVmError::OpenKvm`] if `/dev/kvm` cannot be opened, [`DemoVmError::Ioctl`] naming
+    /// the ioctl that failed, [`DemoVmError::GuestMemory`] if memory cannot be mapped.
+    pub fn new() -> Result<Self> {
+        let kvm = Kvm::new().map_err(DemoVmError::OpenKvm)?;
+        Self::with_kvm(&kvm)
+    }
+
+    /// Like [`DemoVm::new`] with an already open `/dev/kvm`.
+    ///
+    /// # Errors
+    ///
+    /// As [`DemoVm::new`].
+    pub fn with_kvm(kvm: &Kvm) -> Result<Self> {
+        let ioctl = |ioctl| move |source| DemoVmError::Ioctl { ioctl, source };
+        let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
+        // Needed by VMX hosts for real-mode emulation; the address is above guest memory.
+        vm.set_tss_address(0xfffb_d000)
+            .map_err(ioctl("KVM_SET_TSS_ADDR"))?;
+        vm.create_irq_chip().map_err(ioctl("KVM_CREATE_IRQCHIP"))?;
+        vm.create_pit2(kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        })
+        .map_err(ioctl("KVM_CREATE_PIT2"))?;
+        let memory = memory::new(MEM_SIZE)?;
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: MEM_SIZE as u64,
+            userspace_addr: memory::host_addr(&memory)?,
+        };
+        // SAFETY: the region is exactly the live mapping of `memory` (one readable and
+        // writable region of MEM_SIZE bytes at guest address 0), which is dropped only after
+        // `vm` (field order of `DemoVm`), so the kernel never accesses it after it is unmapped.
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))?;
+        let uart_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(DemoVmError::EventFd)?;
+        vm.register_irqfd(&uart_irq, COM1_GSI)
+            .map_err(ioctl("KVM_IRQFD"))?;
+        let uart = Mutex::new(Uart::new(
+            IrqLine(uart_irq.try_clone().map_err(DemoVmError::EventFd)?),
+            std::io::sink(),
+        ));
+        let supported = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(ioctl("KVM_GET_SUPPORTED_CPUID"))?;
+        let mut vcpus = Vec::with_capacity(VCPU_COUNT);
+        for index in 0..VCPU_COUNT {
+            let vcpu = vm
+                .create_vcpu(index as u64)
+                .map_err(ioctl("KVM_CREATE_VCPU"))?;
+            vcpu.set_cpuid2(&cpuid_for_vcpu(&supported, index as u32))
+                .map_err(ioctl("KVM_SET_CPUID2"))?;
+            vcpus.push(vcpu);
+        }
+        let msr_indices = savable_msr_indices(kvm)?;
+        Ok(DemoVm {
+            vcpus,
+            vm,
+            msr_indices,
+            memory,
+            uart,
+            virtio: Mutex::new(VirtioDevice::new()?),
+            uart_irq,
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// The VM fd.
+    pub fn vm(&self) -> &VmFd {
+        &self.vm
+    }
+
+    /// The vCPU fds; index 0 is the BSP.
+    pub fn vcpus(&self) -> &[VcpuFd] {
+        &self.vcpus
+    }
+
+    /// The MSRs to save on this host ([`savable_msr_indices`]).
+    pub fn msr_indices(&self) -> &[u32] {
+        &self.msr_indices
+    }
+
+    /// Sets how long the guest may go without any report before a run fails (default
+    /// [`DEFAULT_TIMEOUT`]).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// A copy of all guest memory.
+    pub fn read_memory(&self) -> Vec<u8> {
+        memory::read_all(&self.memory)
+    }
+
+    /// Copies `data` into guest memory at guest physical address `offset`.
+    ///
+    /// # Errors
+    ///
+    /// [`DemoVmError::GuestMemoryBounds`] if the range is outside guest memory.
+    pub fn write_memory(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        memory::write(&self.memory, offset, data)
+    }
+
+    /// The guest memory as a saved region: guest physical address 0, [`MEM_SIZE`] bytes.
+    pub fn memory_region(&self) -> MemoryRegionState {
+        MemoryRegionState::with_contents(0, self.read_memory())
+    }
+
+    /// Queues bytes the UART has received; the guest reads them from its receive FIFO.
+    /// Returns how many fitted.
+    ///
+    /// # Errors
+    ///
+    /// [`DemoVmError::Serial`] if the FIFO is full or the interrupt cannot be raised.
+    pub fn queue_serial_input(&mut self, bytes: &[u8]) -> Result<usize> {
+        self.uart_mut()
+            .enqueue_raw_bytes(bytes)
+            .map_err(DemoVmError::Serial)
+    }
+
+    /// The state of the UART, as `kvm-state` saves it.
+    pub fn serial_state(&self) -> SerialState {
+        let uart = self.uart.lock().unwrap_or_else(|e| e.into_inner());
+        SerialState::from(&uart.state())
+    }
+
+    fn uart_mut(&mut self) -> &mut Uart {
+        self.uart.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state of the virtio-mmio device and its queue, as `kvm-state` saves it.
+    pub fn virtio_state(&self) -> MmioTransportState {
+        let device = self.virtio.lock().unwrap_or_else(|e| e.into_inner());
+        device.state()
+    }
+
+    /// The state of the emulated devices: the UART and the virtio-mmio device.
+    pub fn devices_state(&self) -> DevicesState {
+        DevicesState {
+            serial: vec![self.serial_state()],
+            virtio_mmio: vec![self.virtio_state()],
+        }
+    }
+
+    /// Writes the guest (code, page tables, GDT, IDT, data) into memory, points each vCPU at
+    /// its program in 64-bit long mode with its own stack, makes the APs runnable, and resets
+    /// the UART with [`SERIAL_INPUT`] queued.
+    ///
+    /// # Errors
+    ///
+    /// [`DemoVmError::Ioctl`] if reading or writing vCPU state fails.
+    pub fn load_guest(&mut self) -> Result<()> {
+        for (addr, bytes) in guest::memory_image() {
+            memory::write(&self.memory, addr, &bytes)?;
+        }
+        let ioctl = |ioctl| move |source| DemoVmError::Ioctl { ioctl, source };
+        for (index, vcpu) in self.vcpus.iter().enumerate() {
+            let mut sregs = vcpu.get_sregs().map_err(ioctl("KVM_GET_SREGS"))?;
+            long_mode_sregs(&mut sregs);
+            vcpu.set_sregs(&sregs).map_err(ioctl("KVM_SET_SREGS"))?;
+            let (rip, rsp) = guest::entry(index);
+            let regs = kvm_bindings::kvm_regs {
+                rip,
+                rsp,
+                rflags: 0x2,
+                ..Default::default()
+            };
+            vcpu.set_regs(&regs).map_err(ioctl("KVM_SET_REGS"))?;
+            // KVM creates APs waiting for INIT/SIPI; these start directly in long mode.
+            vcpu.set_mp_state(kvm_mp_state {
+                mp_state: KVM_MP_STATE_RUNNABLE,
+            })
+            .map_err(ioctl("KVM_SET_MP_STATE"))?;
+        }
+        let trigger = IrqLine(self.uart_irq.try_clone().map_err(DemoVmError::EventFd)?);
+        *self.uart_mut() = Uart::new(trigger, std::io::sink());
+        self.queue_serial_input(SERIAL_INPUT)?;
+        *self.virtio.get_mut().unwrap_or_else(|e| e.into_inner()) = VirtioDevice::new()?;
+        Ok(())
+    }
+
+    /// Runs every vCPU on its own thread until `stop_when`, then pauses them all (see
+    /// [`kvm_state::pause_vcpu`]): afterwards the VM can be saved or run again.
+    ///
+    /// # Errors
+    ///
+    /// [`DemoVmError::UnexpectedExit`] on a guest exception or an exit the guest never
+    /// causes, [`DemoVmError::Timeout`] when no vCPU reports within the timeout (see
+    /// [`DemoVm::set_timeout`]), [`DemoVmError::Ioctl`] if `KVM_RUN` fails,
+    /// [`DemoVmError::Serial`], [`DemoVmError::KickSignal`], [`DemoVmError::Thread`].
+    pub fn run(&mut self, stop_when: StopWhen) -> Result<RunOutput> {
+        let devices = Devices {
+            uart: &self.uart,
+            virtio: &self.virtio,
+            memory: &self.memory,
+        };
+        run_vcpus(&mut self.vcpus, devices, stop_when, self.timeout)
+    }
+
+    /// Runs the guest until it finishes, returning what each vCPU reported.
+    ///
+    /// # Errors
+    ///
+    /// As [`DemoVm::run`].
+    pub fn run_to_end(&mut self) -> Result<Vec<Vec<u32>>> {
+        Ok(self.run(StopWhen::Done)?.reports)
+    }
+
+    /// Saves the complete state of the paused VM (after [`DemoVm::run`], or before the first
+    /// run): VM-wide state, every vCPU, the UART and the virtio device, and guest memory.
+    ///
+    /// Each vCPU is paused again first ([`kvm_state::pause_vcpu`] is idempotent), so a pending
+    /// I/O instruction is complete in the saved registers.
+    ///
+    /// # Errors
+    ///
+    /// Any error of [`kvm_state::pause_vcpu`], [`save_vm`] or [`save_vcpu`].
+    pub fn save_microvm(&mut self) -> Result<MicrovmState> {
+        for vcpu in &mut self.vcpus {
+            kvm_state::pause_vcpu(vcpu)?;
+        }
+        let vm = save_vm(&self.vm)?;
+        let vcpus = self
+            .vcpus
+            .iter()
+            .map(|vcpu| save_vcpu(&self.vm, vcpu, &self.msr_indices))
+            .collect::<kvm_state::Result<Vec<VcpuState>>>()?;
+        Ok(MicrovmState {
+            vm,
+            vcpus,
+            devices: self.devices_state(),
+            memory: vec![self.memory_region()],
+            ..Default::default()
+        })
+    }
+
+    /// Restores a saved state into this VM, which must not have run: memory, then the
+    /// VM-wide state (the irqchips that the LAPICs refer to), then each vCPU, then the devices
+    /// (a state without them gets them at power-on).
+    ///
+    /// Everything that can be checked without KVM is checked first: the vCPU count, that
+    /// each vCPU's state is its own (its LAPIC id), the number of UARTs and their pending
+    /// input, the virtio device and its queue (`virtio-queue`'s own checks), the CPUID feature flags against what this host offers ([`check_cpuid`]), the
+    /// sizes of the xsave area, LAPIC page and XCRs, and the memory region. A state refused
+    /// there leaves the VM untouched. A state that KVM itself refuses later (`KVM_SET_CPUID2`,
+    /// an MSR) leaves the VM partly restored: discard it (see `docs/SECURITY.md`).
+    ///
+    /// # Errors
+    ///
+    /// [`DemoVmError::VcpuCount`], [`DemoVmError::VcpuOrder`],
+    /// [`DemoVmError::MemoryRegionCount`], [`DemoVmError::SerialCount`],
+    /// [`DemoVmError::SerialInput`], [`DemoVmError::VirtioCount`],
+    /// [`DemoVmError::VirtioQueueCount`], [`DemoVmError::VirtioQueue`], or a
+    /// [`DemoVmError::State`] error:
+    /// `CpuidNotOffered`, `BadLength`, `XsaveTooLarge`, `MemoryRegion`, or any error of
+    /// [`restore_vm`] and [`restore_vcpu`].
+    pub fn restore_microvm(&mut self, state: &MicrovmState) -> Result<()> {
+        if state.vcpus.len() != self.vcpus.len() {
+            return Err(DemoVmError::VcpuCount {
+                saved: state.vcpus.len(),
+                target: self.vcpus.len(),
+            });
+        }
+        let serial = check_devices(&state.devices)?;
+        let virtio = match state.devices.virtio_mmio.as_slice() {
+            [] => VirtioDevice::new()?,
+            [saved] => VirtioDevice::from_state(saved)?,
+            more => return Err(DemoVmError::VirtioCount(more.len())),
+        };
+        let [region] = state.memory.as_slice() else {
+            return Err(DemoVmError::MemoryRegionCount(state.memory.len()));
+        };
+        region.check(0, MEM_SIZE as u64)?;
+        let host_xsave = xsave_size(&self.vm)?.unwrap_or(LEGACY_XSAVE_SIZE);
+        for (index, (vcpu, saved)) in self.vcpus.iter().zip(&state.vcpus).enumerate() {
+            // The vCPU has not run and holds the CPUID this host offers (set in `with_kvm`).
+            let offered =
+                vcpu.get_cpuid2(KVM_MAX_CPUID_ENTRIES)
+                    .map_err(|source| DemoVmError::Ioctl {
+                        ioctl: "KVM_GET_CPUID2",
+                        source,
+                    })?;
+            check_cpuid(offered.as_slice(), &saved.cpuid)?;
+            CpuId::try_from(&saved.cpuid)?;
+            saved.xsave.to_kvm(host_xsave)?;
+            kvm_lapic_state::try_from(&saved.lapic)?;
+            kvm_xcrs::try_from(&saved.xcrs)?;
+            let lapic_id = xapic_id(&saved.lapic);
+            if lapic_id != Some(index as u32) {
+                return Err(DemoVmError::VcpuOrder {
+                    vcpu: index,
+                    lapic_id: lapic_id.unwrap_or(u32::MAX),
+                });
+            }
+        }
+        if region.has_contents() {
+            memory::write(&self.memory, 0, &region.contents)?;
+        }
+        // The irqchips before the vCPUs: each LAPIC's state refers to them.
+        restore_vm(&self.vm, &state.vm)?;
+        let host = kvm_state::HostSupport::new(
+            self.vcpus[0]
+                .get_cpuid2(KVM_MAX_CPUID_ENTRIES)
+                .map_err(|source| DemoVmError::Ioctl {
+                    ioctl: "KVM_GET_CPUID2",
+                    source,
+                })?
+                .as_slice()
+                .to_vec(),
+            xsave_size(&self.vm)?,
+        );
+        for (vcpu, saved) in self.vcpus.iter().zip(&state.vcpus) {
+            restore_vcpu(vcpu, saved, &host)?;
+        }
+        *self.virtio.get_mut().unwrap_or_else(|e| e.into_inner()) = virtio;
+        self.restore_serial(serial)
+    }
+
+    /// The UART gets the saved state, or its power-on state when the state has none (a VM
+    /// saved without devices).
+    fn restore_serial(&mut self, serial: Option<&SerialState>) -> Result<()> {
+        let trigger = IrqLine(self.uart_irq.try_clone().map_err(DemoVmError::EventFd)?);
+        let uart = match serial {
+            Some(saved) => Uart::from_state(&saved.into(), trigger, NoEvents, std::io::sink())
+                .map_err(DemoVmError::Serial)?,
+            None => Uart::new(trigger, std::io::sink()),
+        };
+        *self.uart_mut() = uart;
+        Ok(())
+    }
+}
+
+/// The UART of a saved state, if any; refuses what the demo VM cannot hold.
+fn check_devices(devices: &DevicesState) -> Result<Option<&SerialState>> {
+    match devices.serial.as_slice() {
+        [] => Ok(None),
+        [serial] if serial.in_buffer.len() > SERIAL_FIFO_SIZE => Err(DemoVmError::SerialInput {
+            found: serial.in_buffer.len(),
+            capacity: SERIAL_FIFO_SIZE,
+        }),
+        [serial] => Ok(Some(serial)),
+        more => Err(DemoVmError::SerialCount(more.len())),
+    }
+}
+
+/// The xAPIC id in a saved LAPIC page (register 0x20, bits 31:24), if the page is that long.
+fn xapic_id(lapic: &Lapic) -> Option<u32> {
+    let bytes = lapic.regs.get(0x20..0x24)?;
+    Some(u32::from(bytes[3]))
+}
+
+/// The supported CPUID with the vCPU's initial APIC id (leaf 1 EBX[31:24], leaves 0xb and
+/// 0x1f EDX), as a VMM gives each vCPU.
+fn cpuid_for_vcpu(supported: &CpuId, apic_id: u32) -> CpuId {
+    let mut cpuid = supported.clone();
+    for entry in cpuid.as_mut_slice() {
+        match entry.function {
+            1 => entry.ebx = (entry.ebx & 0x00ff_ffff) | (apic_id << 24),
+            0xb | 0x1f => entry.edx = apic_id,
+            _ => {}
+        }
+    }
+    cpuid
+}
+
+/// 64-bit long mode with paging: flat code and data segments, the GDT, IDT and TSS of
+/// [`crate::guest`].
+fn long_mode_sregs(sregs: &mut kvm_bindings::kvm_sregs) {
+    let code = kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector: 0x8,
+        type_: 0xb, // execute/read, accessed
+        present: 1,
+        dpl: 0,
+        db: 0,
+        s: 1,
+        l: 1,
+        g: 1,
+        ..Default::default()
+    };
+    let data = kvm_segment {
+        selector: 0x10,
+        type_: 0x3, // read/write, accessed
+        db: 1,
+        l: 0,
+        ..code
+    };
+    sregs.cs = code;
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = kvm_segment {
+        base: guest::TSS,
+        limit: 0x67,
+        selector: 0x18,
+        type_: 0xb, // busy 64-bit TSS
+        present: 1,
+        s: 0,
+        ..Default::default()
+    };
+    sregs.gdt.base = guest::GDT;
+    sregs.gdt.limit = 0x27;
+    sregs.idt.base = guest::IDT;
+    sregs.idt.limit = 256 * 16 - 1;
+    sregs.cr3 = guest::PML4;
+    sregs.cr4 = 0x620; // PAE | OSFXSR | OSXMMEXCPT
+    sregs.cr0 = 0x8001_0033; // PG | WP | NE | ET | MP | PE
+    sregs.efer = 0x500; // LMA | LME
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_xapic_id_reads_register_0x20() {
+        let mut lapic = Lapic {
+            regs: vec![0; 1024],
+        };
+        lapic.regs[0x23] = 2;
+        assert_eq!(xapic_id(&lapic), Some(2));
+        assert_eq!(
+            xapic_id(&Lapic {
+                regs: vec![0; 0x22]
+            }),
+            None
+        );
+    }
+
+    #[test]
+    fn test_check_devices_limits() {
+        let ok = SerialState {
+            in_buffer: vec![0; SERIAL_FIFO_SIZE],
+            ..Default::default()
+        };
+        let devices = |serial: Vec<SerialState>| DevicesState {
+            serial,
+            ..Default::default()
+        };
+        assert!(check_devices(&devices(vec![])).unwrap().is_none());
+        assert!(check_devices(&devices(vec![ok.clone()])).unwrap().is_some());
+        let mut full = ok.clone();
+        full.in_buffer.push(0);
+        assert!(matches!(
+            check_devices(&devices(vec![full])),
+            Err(DemoVmError::SerialInput {
+                found: 65,
+                capacity: 64
+            })
+        ));
+        assert!(matches!(
+            check_devices(&devices(vec![ok.clone(), ok])),
+            Err(DemoVmError::SerialCount(2))
+        ));
+    }
+}
