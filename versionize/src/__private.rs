@@ -9,7 +9,19 @@ pub use std::option::Option::{self, None, Some};
 pub use std::result::Result::{self, Err, Ok};
 pub use std::stringify;
 
-use crate::{VersionMap, VersionizeError, VersionizeResult};
+use crate::{DecodeScope, EncodeScope, VersionMap, VersionizeError, VersionizeResult};
+
+/// Enters the decode scope of a derived type: one nesting level whose frame holds a `T`.
+#[inline]
+pub fn decode_scope<T>(version_map: &VersionMap) -> VersionizeResult<DecodeScope> {
+    DecodeScope::enter_holding(version_map.limits(), size_of::<T>())
+}
+
+/// Enters the encode scope of a derived type, the mirror of [`decode_scope`].
+#[inline]
+pub fn encode_scope<T>(version_map: &VersionMap) -> VersionizeResult<EncodeScope> {
+    EncodeScope::enter_holding(version_map.limits(), size_of::<T>())
+}
 
 /// Maps `app_version` to the version of `T`, checking both the app version and that the
 /// mapped version exists for `T` (`1..=latest`).

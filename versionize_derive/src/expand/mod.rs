@@ -61,6 +61,8 @@ fn impl_versionize(
                 __version_map: &::versionize::VersionMap,
                 __app_version: ::core::primitive::u16,
             ) -> ::versionize::VersionizeResult<()> {
+                // Held to the end: counts nesting depth and stack as the decoder will.
+                let __scope = ::versionize::__private::encode_scope::<Self>(__version_map)?;
                 #serialize
             }
 
@@ -69,6 +71,8 @@ fn impl_versionize(
                 __version_map: &::versionize::VersionMap,
                 __app_version: ::core::primitive::u16,
             ) -> ::versionize::VersionizeResult<Self> {
+                // Held to the end: counts nesting depth and stack, shares the budget.
+                let __scope = ::versionize::__private::decode_scope::<Self>(__version_map)?;
                 #deserialize
             }
 

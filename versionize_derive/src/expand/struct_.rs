@@ -154,10 +154,6 @@ fn deserialize_body(input: &Input<'_>, fields: &[Field<'_>]) -> TokenStream {
         }
     };
     quote! {
-        // Held to the end: counts nesting depth and shares the allocation budget.
-        let __scope = ::versionize::DecodeScope::enter(
-            ::versionize::VersionMap::limits(__version_map),
-        )?;
         #let_version
         #build
     }
