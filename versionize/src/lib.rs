@@ -50,6 +50,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod codec;
 pub mod crc;
 mod error;
 mod impls;
@@ -63,6 +64,7 @@ pub mod __private;
 use std::any::TypeId;
 use std::io::{Read, Write};
 
+pub use crate::codec::{decode_from_reader, decode_from_slice, encode_into_writer, encode_to_vec};
 pub use crate::error::{ErrorFrame, ErrorPath, VersionizeError, VersionizeResult};
 pub use crate::limits::{DecodeScope, EncodeScope, Limits};
 pub use crate::version_map::VersionMap;
