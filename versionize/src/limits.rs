@@ -143,6 +143,8 @@ struct DecodeState {
     stack_cost: u64,
     /// Address of a local of the outermost scope's caller.
     stack_top: usize,
+    /// Budget of the next top-level decode when a [`BudgetOverride`] is alive.
+    budget_override: Option<u64>,
 }
 
 #[derive(Clone, Copy)]
@@ -153,7 +155,14 @@ struct EncodeState {
 
 thread_local! {
     static STATE: Cell<DecodeState> = const {
-        Cell::new(DecodeState { depth: 0, remaining: 0, budget: 0, stack_cost: 0, stack_top: 0 })
+        Cell::new(DecodeState {
+            depth: 0,
+            remaining: 0,
+            budget: 0,
+            stack_cost: 0,
+            stack_top: 0,
+            budget_override: None,
+        })
     };
     static ENCODE: Cell<EncodeState> = const {
         Cell::new(EncodeState { depth: 0, stack_cost: 0 })
@@ -202,23 +211,12 @@ impl DecodeScope {
     /// stack actually used since the outermost scope, would exceed `limits.max_stack()`.
     #[inline]
     pub fn enter_holding(limits: &Limits, held: usize) -> VersionizeResult<DecodeScope> {
-        Self::enter_top(limits, held, None)
-    }
-
-    /// Enters one decode level; when it is the outermost, its budget is `budget` instead of
-    /// the limits' one.
-    #[inline]
-    pub(crate) fn enter_top(
-        limits: &Limits,
-        held: usize,
-        budget: Option<u64>,
-    ) -> VersionizeResult<DecodeScope> {
         let here = stack_address();
         let cost = stack_cost(held);
         STATE.with(|cell| {
             let mut state = cell.get();
             if state.depth == 0 {
-                let budget = budget.unwrap_or(limits.budget);
+                let budget = state.budget_override.unwrap_or(limits.budget);
                 state.remaining = budget;
                 state.budget = budget;
                 state.stack_cost = 0;
@@ -344,6 +342,59 @@ impl Drop for DecodeScope {
             let mut state = cell.get();
             state.depth = state.depth.saturating_sub(1);
             state.stack_cost = state.stack_cost.saturating_sub(self.stack_cost);
+            cell.set(state);
+        });
+    }
+}
+
+/// Gives the top-level decodes on this thread another budget than their limits' while it
+/// lives.
+///
+/// A caller that knows more than the [`VersionMap`](crate::VersionMap) does sets it around a
+/// decode: the `snapshot` crate, which knows the length of the state before decoding it,
+/// allows a state that fits its cap on disk as much memory as its size calls for. Dropping
+/// it restores the previous budget.
+///
+/// # Example
+/// ```
+/// use versionize::limits::BudgetOverride;
+/// use versionize::{Limits, VersionMap, Versionize};
+///
+/// let map = VersionMap::new().with_limits(Limits::default().with_budget(100));
+/// let mut bytes = Vec::new();
+/// vec![0u8; 1000].serialize(&mut bytes, &map, 1).unwrap();
+/// assert!(Vec::<u8>::deserialize(&mut bytes.as_slice(), &map, 1).is_err());
+/// let _budget = BudgetOverride::new(2000);
+/// assert!(Vec::<u8>::deserialize(&mut bytes.as_slice(), &map, 1).is_ok());
+/// ```
+#[must_use]
+pub struct BudgetOverride {
+    previous: Option<u64>,
+    _thread_bound: PhantomData<*const ()>,
+}
+
+impl BudgetOverride {
+    /// Makes `bytes` the budget of every top-level decode on this thread until the returned
+    /// guard is dropped.
+    pub fn new(bytes: u64) -> BudgetOverride {
+        let previous = STATE.with(|cell| {
+            let mut state = cell.get();
+            let previous = state.budget_override.replace(bytes);
+            cell.set(state);
+            previous
+        });
+        BudgetOverride {
+            previous,
+            _thread_bound: PhantomData,
+        }
+    }
+}
+
+impl Drop for BudgetOverride {
+    fn drop(&mut self) {
+        STATE.with(|cell| {
+            let mut state = cell.get();
+            state.budget_override = self.previous;
             cell.set(state);
         });
     }
