@@ -45,8 +45,8 @@ fn test_properties_cap_state_of_exactly_the_default_cap_loads() {
         let state = state_of_len(DEFAULT_MAX_STATE_LEN, regions);
         let path = temp_path(&format!("exact-{regions}.snap"));
         state.save_to_file(&path, CURRENT_APP_VERSION).unwrap();
-        let (loaded, version) = MicrovmState::load_file(&path)
-            .unwrap_or_else(|err| panic!("{regions} regions: {err}"));
+        let (loaded, version) =
+            MicrovmState::load_file(&path).unwrap_or_else(|err| panic!("{regions} regions: {err}"));
         assert_eq!((loaded == state, version), (true, CURRENT_APP_VERSION));
         // One byte more is refused by the cap, before decoding.
         let over = state_of_len(DEFAULT_MAX_STATE_LEN + 1, regions);

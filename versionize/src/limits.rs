@@ -2,9 +2,15 @@
 //!
 //! Every top-level decode (the outermost `deserialize` call on a thread) gets an allocation
 //! budget from the [`VersionMap`](crate::VersionMap)'s [`Limits`]. Decoders check each
-//! length prefix against the caps and charge the bytes a collection will hold against the
-//! budget *before* allocating, so a short hostile input cannot make the decoder reserve
-//! more than the budget, loop for long, or recurse without bound.
+//! length prefix against the caps and charge what they will allocate, at its real size
+//! (vector elements, string bytes, boxed values, hash buckets, B-tree nodes), against the
+//! budget *before* allocating, so a short hostile input cannot make the decoder allocate
+//! more than the budget or loop for long.
+//!
+//! Nesting is bounded twice: by depth, and by the stack the open levels take. Each level
+//! ([`DecodeScope`], and its mirror [`EncodeScope`] when encoding) is accounted the values
+//! its frames hold, so a value nested deeper than the decoder accepts is refused when it is
+//! saved; decoding also checks the stack actually used since its outermost level.
 
 use std::alloc::Layout;
 use std::cell::Cell;
@@ -126,12 +132,17 @@ impl Limits {
 /// the same figure, so a value the decoder would refuse is refused when it is saved.
 #[inline]
 const fn stack_cost(held: usize) -> u64 {
-    (held as u64).saturating_mul(STACK_COST_PER_HELD_BYTE).saturating_add(STACK_COST_PER_SCOPE)
+    (held as u64)
+        .saturating_mul(STACK_COST_PER_HELD_BYTE)
+        .saturating_add(STACK_COST_PER_SCOPE)
 }
 
-/// Accounted stack bytes per byte of value a scope holds; see [`stack_cost`].
+/// Accounted stack bytes per byte of value a scope holds: a debug build keeps a decoded
+/// value, its `Result`s and the moved copies in separate slots (about three copies per
+/// scope, measured), so four leave a margin. See [`Limits::max_stack`].
 pub const STACK_COST_PER_HELD_BYTE: u64 = 4;
-/// Accounted stack bytes per scope, on top of the values it holds; see [`stack_cost`].
+/// Accounted stack bytes per scope, on top of the values it holds: the frames' own
+/// bookkeeping. See [`Limits::max_stack`].
 pub const STACK_COST_PER_SCOPE: u64 = 2048;
 
 #[derive(Clone, Copy)]
@@ -513,7 +524,10 @@ pub(crate) fn hash_table_bytes<E>(len: usize) -> u64 {
     let buckets = if len < 15 {
         16
     } else {
-        match len.checked_mul(8).map(|n| (n / 7).checked_next_power_of_two()) {
+        match len
+            .checked_mul(8)
+            .map(|n| (n / 7).checked_next_power_of_two())
+        {
             Some(Some(buckets)) => buckets,
             _ => return u64::MAX,
         }

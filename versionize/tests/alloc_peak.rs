@@ -22,6 +22,10 @@ static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
 /// A value whose common variant encodes in 4 bytes and whose size is 4 KiB: each boxed one
 /// allocates a thousand times its encoding.
 #[derive(Debug, Clone, PartialEq, Versionize)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the point: a small encoding of a large value"
+)]
 enum Slot {
     Empty,
     Page([u8; 4096]),
@@ -38,12 +42,15 @@ fn allowance(budget: u64) -> usize {
     usize::try_from(budget + budget / 4).unwrap() + SLACK
 }
 
+/// Decodes an input as one type; returns the result and the most bytes sampled allocated.
+type Decode = fn(&[u8], &VersionMap) -> (Result<(), VersionizeError>, usize);
+
 /// One input for one type.
 struct Case {
     name: String,
     budget: u64,
     bytes: Vec<u8>,
-    decode: fn(&[u8], &VersionMap) -> (Result<(), VersionizeError>, usize),
+    decode: Decode,
 }
 
 /// A reader that samples the bytes allocated at every read: between reads a decoder does
@@ -62,7 +69,10 @@ impl std::io::Read for Sampling<'_> {
 }
 
 /// Decodes `bytes` as `T`; returns the result and the most bytes sampled as allocated.
-fn decode_as<T: Versionize>(bytes: &[u8], map: &VersionMap) -> (Result<(), VersionizeError>, usize) {
+fn decode_as<T: Versionize>(
+    bytes: &[u8],
+    map: &VersionMap,
+) -> (Result<(), VersionizeError>, usize) {
     let mut reader = Sampling { bytes, most: 0 };
     let result = T::deserialize(&mut reader, map, 1);
     let most = reader.most.max(ALLOCATOR.allocated());
@@ -162,7 +172,11 @@ fn test_alloc_peak_within_budget_for_every_container_and_pointer() {
         .collect();
     let mut results: Vec<(usize, usize, bool)> = Vec::with_capacity(cases.len());
     for case in &cases {
-        let map = if case.budget == SMALL { &maps[0] } else { &maps[1] };
+        let map = if case.budget == SMALL {
+            &maps[0]
+        } else {
+            &maps[1]
+        };
         let before = ALLOCATOR.allocated();
         let (result, sampled) = (case.decode)(&case.bytes, map);
         let bound = ALLOCATOR.max_allocated().saturating_sub(before);

@@ -44,7 +44,13 @@ fn test_codec_round_trip_at_every_app_version() {
         assert_eq!(bytes, written);
         let back: Rtc = decode_from_slice(&bytes, &map, app_version).unwrap();
         let expected_alarm = if app_version == 1 { None } else { Some(3) };
-        assert_eq!(back, Rtc { seconds: 9, alarm: expected_alarm });
+        assert_eq!(
+            back,
+            Rtc {
+                seconds: 9,
+                alarm: expected_alarm
+            }
+        );
     }
     assert_eq!(OtherSerialize::serialize(&rtc), "other");
 }
@@ -52,10 +58,21 @@ fn test_codec_round_trip_at_every_app_version() {
 #[test]
 fn test_codec_decode_from_slice_refuses_trailing_bytes() {
     let map = map();
-    let mut bytes = encode_to_vec(&Rtc { seconds: 1, alarm: None }, &map, 2).unwrap();
+    let mut bytes = encode_to_vec(
+        &Rtc {
+            seconds: 1,
+            alarm: None,
+        },
+        &map,
+        2,
+    )
+    .unwrap();
     bytes.extend_from_slice(&[0xAA, 0xBB]);
     let err = decode_from_slice::<Rtc>(&bytes, &map, 2).unwrap_err();
-    assert!(matches!(err, VersionizeError::TrailingBytes { count: 2 }), "{err}");
+    assert!(
+        matches!(err, VersionizeError::TrailingBytes { count: 2 }),
+        "{err}"
+    );
     assert_eq!(err.to_string(), "2 trailing bytes after the value");
     // The reader form reads the front and leaves the rest.
     let mut rest = bytes.as_slice();
@@ -66,8 +83,19 @@ fn test_codec_decode_from_slice_refuses_trailing_bytes() {
 #[test]
 fn test_codec_errors_pass_through() {
     let map = map();
-    let err = encode_to_vec(&Rtc { seconds: 1, alarm: None }, &map, 3).unwrap_err();
-    assert!(matches!(err.root(), VersionizeError::InvalidAppVersion { app_version: 3, .. }));
+    let err = encode_to_vec(
+        &Rtc {
+            seconds: 1,
+            alarm: None,
+        },
+        &map,
+        3,
+    )
+    .unwrap_err();
+    assert!(matches!(
+        err.root(),
+        VersionizeError::InvalidAppVersion { app_version: 3, .. }
+    ));
     let err = decode_from_slice::<Rtc>(&[1, 2, 3], &map, 1).unwrap_err();
     assert_eq!(err.io_kind(), Some(std::io::ErrorKind::UnexpectedEof));
 }

@@ -35,7 +35,9 @@ fn devices(seed: u64) -> Devices {
             .entry(format!("bus{}", id % 13))
             .or_default()
             .insert(u16::try_from(id).unwrap());
-        devices.ordered.insert(u8::try_from(id).unwrap(), vec![1; 3]);
+        devices
+            .ordered
+            .insert(u8::try_from(id).unwrap(), vec![1; 3]);
     }
     devices
 }
@@ -67,7 +69,9 @@ fn test_determinism_save_load_save_gives_the_same_bytes() {
 
 #[test]
 fn test_determinism_hash_map_bytes_are_sorted_by_encoded_key() {
-    let map: HashMap<u16, u8> = [(0x0102, 1), (0x0201, 2), (0x0001, 3)].into_iter().collect();
+    let map: HashMap<u16, u8> = [(0x0102, 1), (0x0201, 2), (0x0001, 3)]
+        .into_iter()
+        .collect();
     let mut bytes = Vec::new();
     map.serialize(&mut bytes, &VersionMap::new(), 1).unwrap();
     // Little-endian keys sorted as bytes: 01 00 (0x0001), 01 02 (0x0201), 02 01 (0x0102).
@@ -91,8 +95,14 @@ fn test_determinism_hash_set_with_custom_hasher() {
             Self::Hasher::default()
         }
     }
-    let a: HashSet<String, Fixed> = ["x", "yy", "a", "zzz"].iter().map(|s| (*s).to_owned()).collect();
-    let b: HashSet<String> = ["zzz", "a", "yy", "x"].iter().map(|s| (*s).to_owned()).collect();
+    let a: HashSet<String, Fixed> = ["x", "yy", "a", "zzz"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let b: HashSet<String> = ["zzz", "a", "yy", "x"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
     let (mut left, mut right) = (Vec::new(), Vec::new());
     a.serialize(&mut left, &VersionMap::new(), 1).unwrap();
     b.serialize(&mut right, &VersionMap::new(), 1).unwrap();

@@ -203,11 +203,14 @@ impl Versionize for Opaque {
 fn test_stack_real_guard_stops_frames_the_accounting_cannot_see() {
     let err = on_small_stack(|| {
         // A depth limit that would allow 2 × 100,000 levels: only the stack stops it.
-        let map = VersionMap::new()
-            .with_limits(versionize::Limits::default().with_max_depth(200_000));
+        let map =
+            VersionMap::new().with_limits(versionize::Limits::default().with_max_depth(200_000));
         let input = vec![1u8; 100_000];
         let err = Opaque::deserialize(&mut input.as_slice(), &map, 1).unwrap_err();
         err.to_string()
     });
-    assert!(err.contains("bytes of stack, above the limit of 1048576"), "{err}");
+    assert!(
+        err.contains("bytes of stack, above the limit of 1048576"),
+        "{err}"
+    );
 }
