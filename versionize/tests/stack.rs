@@ -214,3 +214,57 @@ fn test_stack_real_guard_stops_frames_the_accounting_cannot_see() {
         "{err}"
     );
 }
+
+#[test]
+fn test_stack_save_refuses_a_value_deeper_than_load_accepts() {
+    let errors = on_small_stack(|| {
+        let map = VersionMap::new();
+        let mut out = Vec::new();
+        // Past the depth limit: 65 levels of two scopes each.
+        let deep = Tiny::chain(65).unwrap();
+        let depth = (*deep)
+            .serialize(&mut out, &map, 1)
+            .unwrap_err()
+            .to_string();
+        // Past the stack limit long before the depth limit: 16 levels of 8 KiB pages.
+        let heavy = PageNode::chain(16).unwrap();
+        let stack = (*heavy)
+            .serialize(&mut out, &map, 1)
+            .unwrap_err()
+            .to_string();
+        // One level less of each saves and loads.
+        for bytes in [
+            {
+                let mut b = Vec::new();
+                (*Tiny::chain(64).unwrap())
+                    .serialize(&mut b, &map, 1)
+                    .unwrap();
+                Tiny::deserialize(&mut b.as_slice(), &map, 1).unwrap();
+                b
+            },
+            {
+                let mut b = Vec::new();
+                (*PageNode::chain(15).unwrap())
+                    .serialize(&mut b, &map, 1)
+                    .unwrap();
+                PageNode::deserialize(&mut b.as_slice(), &map, 1).unwrap();
+                b
+            },
+        ] {
+            assert!(!bytes.is_empty());
+        }
+        (depth, stack)
+    });
+    assert!(
+        errors.0.contains("nesting deeper than the limit of 128"),
+        "{}",
+        errors.0
+    );
+    assert!(
+        errors
+            .1
+            .contains("bytes of stack, above the limit of 1048576"),
+        "{}",
+        errors.1
+    );
+}
