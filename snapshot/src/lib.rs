@@ -31,8 +31,8 @@ pub use crate::file::{atomic_write_with_faults, SaveStep};
 pub use crate::info::SnapshotInfo;
 pub use crate::magic::{arch_of_magic, get_format_version};
 pub use crate::snapshot::{
-    LoadOptions, Snapshot, SnapshotHdr, CRC_LEN, DEFAULT_MAX_STATE_LEN, FORMAT_VERSION, HEADER_LEN,
-    MAGIC_LEN, MIN_SNAPSHOT_LEN,
+    LoadOptions, Snapshot, SnapshotHdr, BUDGET_PER_STATE_BYTE, CRC_LEN, DEFAULT_MAX_STATE_LEN,
+    FORMAT_VERSION, HEADER_LEN, MAGIC_LEN, MIN_SNAPSHOT_LEN,
 };
 
 /// The seed API's name for [`SnapshotError`].

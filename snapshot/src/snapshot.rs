@@ -4,6 +4,7 @@ use std::fmt::Debug;
 use std::io::{BufWriter, Read, Write};
 
 use versionize::crc::{CRC64Reader, CRC64Writer};
+use versionize::limits::BudgetOverride;
 use versionize::{prelude::Versionize, VersionMap};
 
 use crate::magic::{build_magic_id, get_format_version};
@@ -23,6 +24,11 @@ pub const MIN_SNAPSHOT_LEN: u64 = MAGIC_LEN + HEADER_LEN + CRC_LEN;
 
 /// Default cap on the bytes of state [`Snapshot::load`] accepts: 10 MiB.
 pub const DEFAULT_MAX_STATE_LEN: u64 = 10 * 1024 * 1024;
+
+/// Decode budget per byte of state that [`Snapshot::load`] allows at least: a state that
+/// passed the cap on disk may allocate twice its size in memory (or the version map's
+/// budget, if larger), since in-memory values are larger than their encoding.
+pub const BUDGET_PER_STATE_BYTE: u64 = 2;
 
 /// The container header that follows the magic number.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Versionize)]
@@ -46,7 +52,8 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
-    /// Sets the largest state (bytes between header and checksum) accepted.
+    /// Sets the largest state (bytes between header and checksum) accepted. A state that
+    /// fits is decoded with a budget of at least [`BUDGET_PER_STATE_BYTE`] times its size.
     #[must_use]
     pub fn with_max_state_len(mut self, bytes: u64) -> Self {
         self.max_state_len = bytes;
@@ -214,6 +221,10 @@ impl Snapshot {
         }
 
         let mut rest = body.as_slice();
+        // The budget counts memory, which exceeds the bytes on disk: a state that fits the
+        // cap gets what its size calls for (docs/SECURITY.md, "Limits").
+        let budget = state_len.saturating_mul(BUDGET_PER_STATE_BYTE);
+        let _budget = BudgetOverride::new(version_map.limits().budget().max(budget));
         let (object, data_version) = Self::unchecked_load(&mut rest, version_map)?;
         if !rest.is_empty() {
             return Err(SnapshotError::TrailingBytes {

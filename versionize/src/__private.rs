@@ -17,17 +17,7 @@ pub use std::stringify;
 pub use crate::schema::{FieldSchema, SchemaBuilder, TypeKind, TypeSchema, VariantSchema};
 pub use crate::{VersionMap, VersionizeError, VersionizeResult};
 
-use crate::limits::DecodeScope;
-
-/// Enters the decode scope of one derived value: counts nesting depth and shares the
-/// allocation budget of the top-level decode. Hold the guard until the value is built.
-///
-/// # Errors
-/// [`VersionizeError::DepthLimit`] when nesting is deeper than the map's limits allow.
-#[inline]
-pub fn enter_decode_scope(version_map: &VersionMap) -> VersionizeResult<DecodeScope> {
-    DecodeScope::enter(version_map.limits())
-}
+use crate::{DecodeScope, EncodeScope};
 
 /// Adds the frame "`type_name`.`field` at `version`" to an error from a field or hook.
 #[cold]
@@ -116,6 +106,18 @@ pub fn schema_type(name: String, version: u16, latest_version: u16, kind: TypeKi
         latest_version,
         kind,
     }
+}
+
+/// Enters the decode scope of a derived type: one nesting level whose frame holds a `T`.
+#[inline]
+pub fn decode_scope<T>(version_map: &VersionMap) -> VersionizeResult<DecodeScope> {
+    DecodeScope::enter_holding(version_map.limits(), size_of::<T>())
+}
+
+/// Enters the encode scope of a derived type, the mirror of [`decode_scope`].
+#[inline]
+pub fn encode_scope<T>(version_map: &VersionMap) -> VersionizeResult<EncodeScope> {
+    EncodeScope::enter_holding(version_map.limits(), size_of::<T>())
 }
 
 /// Maps `app_version` to the version of `T`, checking both the app version and that the

@@ -146,6 +146,21 @@ pub enum VersionizeError {
         /// The configured maximum depth.
         limit: u32,
     },
+    /// Nesting would take more stack than the configured limit: the value's types hold
+    /// large values on the stack at each level, or the value is nested too deep.
+    #[error("nesting needs {needed} bytes of stack, above the limit of {limit}")]
+    StackLimit {
+        /// Stack bytes the nesting reached when it was refused.
+        needed: u64,
+        /// The configured limit ([`Limits::max_stack`](crate::Limits::max_stack)).
+        limit: u64,
+    },
+    /// Bytes were left over after a value decoded from a slice.
+    #[error("{count} trailing bytes after the value")]
+    TrailingBytes {
+        /// Bytes not consumed.
+        count: u64,
+    },
     /// A flexible-array struct's header disagrees with its entry count.
     #[error("flexible array header says {header} entries but {entries} follow")]
     FamLength {

@@ -55,6 +55,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod codec;
 pub mod crc;
 mod error;
 mod impls;
@@ -69,8 +70,9 @@ pub mod __private;
 use std::any::TypeId;
 use std::io::{Read, Write};
 
+pub use crate::codec::{decode_from_reader, decode_from_slice, encode_into_writer, encode_to_vec};
 pub use crate::error::{ErrorFrame, ErrorPath, VersionizeError, VersionizeResult};
-pub use crate::limits::{DecodeScope, Limits};
+pub use crate::limits::{DecodeScope, EncodeScope, Limits};
 pub use crate::version_map::VersionMap;
 
 /// A type that can be written at any of its versions and read from any of them.
@@ -169,11 +171,7 @@ pub trait Versionize {
     where
         Self: Sized,
     {
-        out.reserve(limits::initial_capacity::<Self>(len));
-        for _ in 0..len {
-            out.push(Self::deserialize(reader, version_map, app_version)?);
-        }
-        Ok(())
+        impls::read_into_vec(reader, version_map, app_version, len, out)
     }
 
     /// Reads a fixed-size array. Plain numeric types override this to fill the array in
@@ -190,14 +188,6 @@ pub trait Versionize {
     where
         Self: Sized,
     {
-        // Several elements: one scope, so that they share the budget of one decode.
-        let _scope = DecodeScope::enter(version_map.limits())?;
-        let mut items = Vec::with_capacity(N);
-        for _ in 0..N {
-            items.push(Self::deserialize(reader, version_map, app_version)?);
-        }
-        items
-            .try_into()
-            .map_err(|_| VersionizeError::OutOfRange("array length"))
+        impls::read_array(reader, version_map, app_version)
     }
 }

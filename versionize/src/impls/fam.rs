@@ -10,7 +10,8 @@ use std::io::{Read, Write};
 
 use vmm_sys_util::fam::{FamStruct, FamStructWrapper};
 
-use crate::{VersionMap, Versionize, VersionizeError, VersionizeResult};
+use crate::limits::EncodeScope;
+use crate::{DecodeScope, VersionMap, Versionize, VersionizeError, VersionizeResult};
 
 impl<T> Versionize for FamStructWrapper<T>
 where
@@ -23,8 +24,12 @@ where
         map: &VersionMap,
         v: u16,
     ) -> VersionizeResult<()> {
+        // The decoder's scope, mirrored.
+        let _scope = EncodeScope::enter_holding(map.limits(), size_of::<T>())?;
         self.as_fam_struct_ref().serialize(writer, map, v)?;
         let entries = self.as_slice();
+        // The scope the decoder's `Vec<T::Entry>` enters.
+        let _entries_scope = EncodeScope::enter_holding(map.limits(), size_of::<T::Entry>())?;
         let len =
             u64::try_from(entries.len()).map_err(|_| VersionizeError::OutOfRange("fam length"))?;
         len.serialize(writer, map, v)?;
@@ -32,8 +37,13 @@ where
     }
 
     fn deserialize<R: Read>(reader: &mut R, map: &VersionMap, v: u16) -> VersionizeResult<Self> {
+        let scope = DecodeScope::enter_holding(map.limits(), size_of::<T>())?;
         let header = T::deserialize(reader, map, v)?;
         let entries = Vec::<T::Entry>::deserialize(reader, map, v)?;
+        // The wrapper copies header and entries into an allocation of its own.
+        let entry_bytes = entries.len().saturating_mul(size_of::<T::Entry>());
+        let wrapper_bytes = size_of::<T>().saturating_add(entry_bytes);
+        scope.charge(u64::try_from(wrapper_bytes).unwrap_or(u64::MAX))?;
         if header.len() != entries.len() {
             return Err(VersionizeError::FamLength {
                 header: u64::try_from(header.len()).unwrap_or(u64::MAX),

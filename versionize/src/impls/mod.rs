@@ -6,5 +6,7 @@ mod strings;
 mod tuples;
 mod wrappers;
 
+pub(crate) use collections::{read_array, read_into_vec};
+
 #[cfg(feature = "vmm-sys-util")]
 mod fam;

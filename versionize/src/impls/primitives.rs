@@ -7,15 +7,12 @@
 
 use std::io::{Read, Write};
 
+use crate::limits::grow_step;
 use crate::{VersionMap, Versionize, VersionizeError, VersionizeResult};
 
 /// Bytes staged per bulk write of a numeric slice on big-endian hosts.
 #[cfg(target_endian = "big")]
 const CHUNK_BYTES: usize = 4096;
-
-/// Elements staged per step when growing a vector from input, so that a truncated input
-/// claiming a long (in-budget) length fails before the whole length is allocated.
-const GROW_BYTES: usize = 256 * 1024;
 
 macro_rules! impl_number {
     ($($ty:ty),* $(,)?) => {$(
@@ -72,11 +69,12 @@ macro_rules! impl_number {
                 len: usize,
                 out: &mut Vec<Self>,
             ) -> VersionizeResult<()> {
-                let step = (GROW_BYTES / size_of::<$ty>()).max(1);
                 let mut left = len;
                 while left > 0 {
-                    let count = left.min(step);
+                    let count = grow_step::<$ty>(out.len(), left);
                     let start = out.len();
+                    // Exactly: `resize` alone would round the capacity up to a power of two.
+                    out.reserve_exact(count);
                     out.resize(start + count, <$ty>::default());
                     read_numbers(reader, &mut out[start..])?;
                     left -= count;
@@ -168,7 +166,7 @@ impl Versionize for u8 {
         // zeroing it first.
         let mut left = len;
         while left > 0 {
-            let count = left.min(GROW_BYTES);
+            let count = grow_step::<u8>(out.len(), left);
             out.reserve_exact(count);
             let want = u64::try_from(count).unwrap_or(u64::MAX);
             let got = reader.by_ref().take(want).read_to_end(out)?;

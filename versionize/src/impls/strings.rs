@@ -2,6 +2,7 @@
 
 use std::io::{Read, Write};
 
+use crate::limits::EncodeScope;
 use crate::{DecodeScope, VersionMap, Versionize, VersionizeError, VersionizeResult};
 
 impl Versionize for String {
@@ -12,6 +13,7 @@ impl Versionize for String {
         map: &VersionMap,
         v: u16,
     ) -> VersionizeResult<()> {
+        let _scope = EncodeScope::enter_holding(map.limits(), 0)?;
         let len =
             u64::try_from(self.len()).map_err(|_| VersionizeError::OutOfRange("String length"))?;
         len.serialize(writer, map, v)?;

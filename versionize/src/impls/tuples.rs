@@ -2,6 +2,7 @@
 
 use std::io::{Read, Write};
 
+use crate::limits::EncodeScope;
 use crate::{DecodeScope, VersionMap, Versionize, VersionizeResult};
 
 macro_rules! impl_tuple {
@@ -9,6 +10,8 @@ macro_rules! impl_tuple {
         impl<$($name: Versionize),+> Versionize for ($($name,)+) {
             #[inline]
             fn serialize<W: Write>(&self, writer: &mut W, map: &VersionMap, v: u16) -> VersionizeResult<()> {
+                // The decoder's scope, mirrored.
+                let _scope = EncodeScope::enter_holding(map.limits(), size_of::<Self>())?;
                 $(self.$index.serialize(writer, map, v)?;)+
                 Ok(())
             }
@@ -16,7 +19,7 @@ macro_rules! impl_tuple {
             #[inline]
             fn deserialize<R: Read>(reader: &mut R, map: &VersionMap, v: u16) -> VersionizeResult<Self> {
                 // Several elements: one scope, so that they share the budget of one decode.
-                let _scope = DecodeScope::enter(map.limits())?;
+                let _scope = DecodeScope::enter_holding(map.limits(), size_of::<Self>())?;
                 Ok(($($name::deserialize(reader, map, v)?,)+))
             }
 

@@ -1,11 +1,13 @@
-//! `Option` (a 0/1 tag byte, then the value), the transparent wrappers `Box`, `Arc` and
-//! `Wrapping`, and the empty types `()` and `PhantomData`.
+//! `Option` (a 0/1 tag byte, then the value), the transparent wrappers `Box`, `Arc`, `Rc`
+//! and `Wrapping`, and the empty types `()` and `PhantomData`.
 
 use std::io::{Read, Write};
 use std::marker::PhantomData;
 use std::num::Wrapping;
+use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::limits::{box_bytes, shared_bytes, EncodeScope};
 use crate::{DecodeScope, VersionMap, Versionize, VersionizeError, VersionizeResult};
 
 impl<T: Versionize> Versionize for Option<T> {
@@ -48,58 +50,46 @@ impl<T: Versionize> Versionize for Option<T> {
     }
 }
 
-impl<T: Versionize> Versionize for Box<T> {
-    #[inline]
-    fn serialize<W: Write>(
-        &self,
-        writer: &mut W,
-        map: &VersionMap,
-        v: u16,
-    ) -> VersionizeResult<()> {
-        (**self).serialize(writer, map, v)
-    }
+/// `Box`, `Arc` and `Rc`: the value itself on the wire. Decoding charges the budget what the
+/// pointer allocates (the value, and the counters of `Arc`/`Rc`) and counts a level, since a
+/// pointer can nest without a derived type in between.
+macro_rules! impl_pointer {
+    ($($pointer:ident => $bytes:ident),* $(,)?) => {$(
+        impl<T: Versionize> Versionize for $pointer<T> {
+            #[inline]
+            fn serialize<W: Write>(
+                &self,
+                writer: &mut W,
+                map: &VersionMap,
+                v: u16,
+            ) -> VersionizeResult<()> {
+                let _scope = EncodeScope::enter_holding(map.limits(), size_of::<T>())?;
+                (**self).serialize(writer, map, v)
+            }
 
-    #[inline]
-    fn deserialize<R: Read>(reader: &mut R, map: &VersionMap, v: u16) -> VersionizeResult<Self> {
-        // A box can nest without a derived type in between; count it as a level.
-        let _scope = DecodeScope::enter(map.limits())?;
-        T::deserialize(reader, map, v).map(Box::new)
-    }
+            #[inline]
+            fn deserialize<R: Read>(
+                reader: &mut R,
+                map: &VersionMap,
+                v: u16,
+            ) -> VersionizeResult<Self> {
+                let scope = DecodeScope::enter_holding(map.limits(), size_of::<T>())?;
+                scope.charge($bytes::<T>())?;
+                T::deserialize(reader, map, v).map($pointer::new)
+            }
 
-    fn version() -> u16 {
-        T::version()
-    }
+            fn version() -> u16 {
+                T::version()
+            }
 
-    fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
-        format!("Box<{}>", builder.describe::<T>())
-    }
+            fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
+                format!(concat!(stringify!($pointer), "<{}>"), builder.describe::<T>())
+            }
+        }
+    )*};
 }
 
-impl<T: Versionize> Versionize for Arc<T> {
-    #[inline]
-    fn serialize<W: Write>(
-        &self,
-        writer: &mut W,
-        map: &VersionMap,
-        v: u16,
-    ) -> VersionizeResult<()> {
-        (**self).serialize(writer, map, v)
-    }
-
-    #[inline]
-    fn deserialize<R: Read>(reader: &mut R, map: &VersionMap, v: u16) -> VersionizeResult<Self> {
-        let _scope = DecodeScope::enter(map.limits())?;
-        T::deserialize(reader, map, v).map(Arc::new)
-    }
-
-    fn version() -> u16 {
-        T::version()
-    }
-
-    fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
-        format!("Arc<{}>", builder.describe::<T>())
-    }
-}
+impl_pointer!(Box => box_bytes, Arc => shared_bytes, Rc => shared_bytes);
 
 impl<T: Versionize> Versionize for Wrapping<T> {
     #[inline]

@@ -162,8 +162,6 @@ fn deserialize_body(input: &Input<'_>, variants: &[Variant<'_>]) -> TokenStream 
         }
     });
     quote! {
-        // Held to the end: counts nesting depth and shares the allocation budget.
-        let __scope = ::versionize::__private::enter_decode_scope(__version_map)?;
         #let_version
         let __index = ::versionize::__private::read_variant_index(__reader).map_err(|__error| {
             ::versionize::__private::in_field(

@@ -65,6 +65,8 @@ fn impl_versionize(
                 __version_map: &::versionize::__private::VersionMap,
                 __app_version: ::core::primitive::u16,
             ) -> ::versionize::__private::VersionizeResult<()> {
+                // Held to the end: counts nesting depth and stack as the decoder will.
+                let __scope = ::versionize::__private::encode_scope::<Self>(__version_map)?;
                 #serialize
             }
 
@@ -73,6 +75,8 @@ fn impl_versionize(
                 __version_map: &::versionize::__private::VersionMap,
                 __app_version: ::core::primitive::u16,
             ) -> ::versionize::__private::VersionizeResult<Self> {
+                // Held to the end: counts nesting depth and stack, shares the budget.
+                let __scope = ::versionize::__private::decode_scope::<Self>(__version_map)?;
                 #deserialize
             }
 

@@ -174,8 +174,6 @@ fn deserialize_body(input: &Input<'_>, fields: &[Field<'_>]) -> TokenStream {
         }
     };
     quote! {
-        // Held to the end: counts nesting depth and shares the allocation budget.
-        let __scope = ::versionize::__private::enter_decode_scope(__version_map)?;
         #let_version
         #build
     }
