@@ -1,5 +1,6 @@
 //! Saving and loading a versioned state object in the snapshot container.
 
+use std::borrow::Borrow;
 use std::fmt::Debug;
 use std::io::{BufWriter, Read, Write};
 
@@ -133,16 +134,20 @@ impl Snapshot {
 
     /// Loads a snapshot from `reader` without checking a CRC (there may be none).
     ///
+    /// The version map is borrowed (`&map`); a map by value, as the original API took,
+    /// works too.
+    ///
     /// Reads exactly the magic, header and state; whatever follows stays in the reader.
     ///
     /// # Errors
     /// As [`get_data_version`](Self::get_data_version), plus state decoding errors.
     pub fn unchecked_load<R: Read, O: Versionize>(
         reader: &mut R,
-        version_map: VersionMap,
+        version_map: impl Borrow<VersionMap>,
     ) -> Result<(O, u16)> {
-        let data_version = Self::get_data_version(reader, &version_map)?;
-        let object = O::deserialize(reader, &version_map, data_version)?;
+        let version_map = version_map.borrow();
+        let data_version = Self::get_data_version(reader, version_map)?;
+        let object = O::deserialize(reader, version_map, data_version)?;
         Ok((object, data_version))
     }
 
@@ -154,7 +159,7 @@ impl Snapshot {
     pub fn load<R: Read, O: Versionize>(
         reader: &mut R,
         snapshot_len: usize,
-        version_map: VersionMap,
+        version_map: impl Borrow<VersionMap>,
     ) -> Result<(O, u16)> {
         Self::load_with(reader, snapshot_len, version_map, &LoadOptions::default())
     }
@@ -174,7 +179,7 @@ impl Snapshot {
     pub fn load_with<R: Read, O: Versionize>(
         reader: &mut R,
         snapshot_len: usize,
-        version_map: VersionMap,
+        version_map: impl Borrow<VersionMap>,
         options: &LoadOptions,
     ) -> Result<(O, u16)> {
         let len = u64::try_from(snapshot_len).unwrap_or(u64::MAX);
