@@ -102,8 +102,9 @@ pub enum KvmStateError {
         /// Length of the access.
         len: usize,
     },
-    /// Writing or reading a snapshot file failed.
-    #[error("cannot {action} snapshot")]
+    /// Writing or reading a snapshot file failed; the message names the step, the path and
+    /// the cause (`cannot save snapshot: write /vm.snap: no storage space`).
+    #[error("cannot {action} snapshot: {source}")]
     Snapshot {
         /// What was being done: `save` or `load`.
         action: &'static str,

@@ -627,7 +627,7 @@ fn test_cli_bad_schema_files() {
     assert_fails_with(
         &vmstate(&[&"schema", &"check", &good, &fixture.good()]),
         1,
-        "stream did not contain valid UTF-8",
+        "good.snap is not a schema export: invalid utf-8 sequence",
     );
     let not_json = fixture.path("not.json");
     std::fs::write(&not_json, "{\"app_version\": 1}").unwrap();
