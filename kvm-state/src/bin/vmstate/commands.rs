@@ -163,10 +163,14 @@ pub(crate) fn convert(
         output.display()
     )?;
 
-    let before = render::StateView::new(&state, from_version, false).state_to_compact()?;
-    drop(state);
-    let after = render::StateView::new(&written, to_version, false).state_to_compact()?;
-    drop(written);
+    // Only the fields that differ are compared, as compact JSON: no JSON tree is built.
+    let before = render::StateView::new(&state, from_version, false)
+        .without_fields_equal_to(&written)
+        .state_to_compact()?;
+    let after = render::StateView::new(&written, to_version, false)
+        .without_fields_equal_to(&state)
+        .state_to_compact()?;
+    drop((state, written));
     let changes = render::differences(&before, &after, MAX_LISTED_CHANGES);
     if changes.count > 0 {
         writeln!(
@@ -178,7 +182,11 @@ pub(crate) fn convert(
             writeln!(out, "  {change}")?;
         }
         if changes.count > changes.listed.len() {
-            writeln!(out, "  ... and {} more", changes.count - changes.listed.len())?;
+            writeln!(
+                out,
+                "  ... and {} more",
+                changes.count - changes.listed.len()
+            )?;
         }
     }
     Ok(())

@@ -48,9 +48,8 @@ impl Failure {
                 // "cannot load snapshot": `what` already says so, with the path.
                 (Some(KvmStateError::Snapshot { .. }), _, _) => continue,
                 // The kind only: the OS's words follow.
-                (_, Some(SnapshotError::Io { .. }), _) | (_, _, Some(VersionizeError::Io { .. })) => {
-                    continue
-                }
+                (_, Some(SnapshotError::Io { .. }), _)
+                | (_, _, Some(VersionizeError::Io { .. })) => continue,
                 (_, Some(SnapshotError::File { step, path, .. }), _) => {
                     if self.what.contains(&path.display().to_string()) {
                         (*step).to_owned()

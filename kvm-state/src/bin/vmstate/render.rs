@@ -35,6 +35,8 @@ pub(crate) struct StateView<'a> {
     memory: bool,
     /// The state's fields beside `data_version` rather than under `state` (the text dump).
     flat: bool,
+    /// Which of the state's fields (in their order) are written.
+    fields: [bool; 4],
 }
 
 impl<'a> StateView<'a> {
@@ -44,7 +46,21 @@ impl<'a> StateView<'a> {
             data_version,
             memory,
             flat: false,
+            fields: [true; 4],
         }
+    }
+
+    /// Leaves out the state's fields that equal `other`'s: they hold no difference, and a
+    /// large equal field (a UART buffer) costs no JSON.
+    pub(crate) fn without_fields_equal_to(mut self, other: &MicrovmState) -> Self {
+        let state = self.state;
+        self.fields = [
+            state.vm != other.vm,
+            state.vcpus != other.vcpus,
+            state.devices != other.devices,
+            state.memory != other.memory,
+        ];
+        self
     }
 
     /// The state's fields beside `data_version` rather than under `state`.
@@ -102,10 +118,20 @@ impl StateView<'_> {
             devices,
             memory,
         } = self.state;
-        map.serialize_entry("vm", vm)?;
-        map.serialize_entry("vcpus", vcpus)?;
-        map.serialize_entry("devices", devices)?;
-        map.serialize_entry("memory", &Regions(memory, self.memory))
+        let [with_vm, with_vcpus, with_devices, with_memory] = self.fields;
+        if with_vm {
+            map.serialize_entry("vm", vm)?;
+        }
+        if with_vcpus {
+            map.serialize_entry("vcpus", vcpus)?;
+        }
+        if with_devices {
+            map.serialize_entry("devices", devices)?;
+        }
+        if with_memory {
+            map.serialize_entry("memory", &Regions(memory, self.memory))?;
+        }
+        Ok(())
     }
 }
 
@@ -524,8 +550,7 @@ mod tests {
         );
         assert!(region.get("contents").is_none());
         let view: Value =
-            serde_json::from_slice(&StateView::new(&state, 2, true).to_compact().unwrap())
-                .unwrap();
+            serde_json::from_slice(&StateView::new(&state, 2, true).to_compact().unwrap()).unwrap();
         assert_eq!(view["state"]["memory"][0]["contents"], "010203");
     }
 
@@ -544,7 +569,8 @@ mod tests {
     #[test]
     fn test_differences_by_path() {
         let old = serde_json::json!({"vcpus": [{"tsc_khz": 3, "rip": 1}], "n": [1, 2], "gone": 1});
-        let new = serde_json::json!({"vcpus": [{"tsc_khz": null, "rip": 1}], "n": [1, 3], "added": [4]});
+        let new =
+            serde_json::json!({"vcpus": [{"tsc_khz": null, "rip": 1}], "n": [1, 3], "added": [4]});
         let diff = differences(
             &serde_json::to_vec(&old).unwrap(),
             &serde_json::to_vec(&new).unwrap(),
@@ -553,7 +579,11 @@ mod tests {
         assert_eq!(diff.count, 4);
         assert_eq!(
             diff.listed,
-            ["vcpus[0].tsc_khz: 3 -> none", "n[1]: 2 -> 3", "gone: 1 -> absent"]
+            [
+                "vcpus[0].tsc_khz: 3 -> none",
+                "n[1]: 2 -> 3",
+                "gone: 1 -> absent"
+            ]
         );
     }
 }
