@@ -533,10 +533,7 @@ mod tests {
     #[test]
     fn test_state_view_summarizes_memory() {
         let state = MicrovmState {
-            memory: vec![kvm_state::MemoryRegionState::with_contents(
-                0x1000,
-                vec![1, 2, 3],
-            )],
+            memory: vec![MemoryRegionState::with_contents(0x1000, vec![1, 2, 3])],
             ..Default::default()
         };
         let view: Value =
