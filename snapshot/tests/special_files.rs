@@ -345,6 +345,9 @@ fn test_special_sigkill_during_saves_leaves_no_temporary_file() {
             .unwrap();
         // Until the child has created something, then a little longer each round.
         while dir.entries().is_empty() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the saving child exited before writing anything: {status}");
+            }
             std::thread::yield_now();
         }
         let mut spin = 0u64;
