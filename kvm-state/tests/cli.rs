@@ -959,3 +959,44 @@ fn test_cli_dump_and_convert_memory_is_a_small_multiple_of_the_state() {
     }
     eprintln!("{report}");
 }
+
+/// Every error line states each cause once: no `: `-separated part of it repeats, and no
+/// part is a repeat of the i/o kind beside the operating system's words (the old lines said
+/// `state: i/o error: ...: i/o error: ...: ...`).
+#[test]
+fn test_cli_errors_state_each_cause_once() {
+    let fixture = Fixture::new("cli-once");
+    let bytes = fixture.good_bytes();
+    let mut cut = bytes[..bytes.len() / 2].to_vec();
+    cut.extend_from_slice(&[0; 8]);
+    let cut = fixture.write("cut.snap", cut, true);
+    let fifo = fixture.path("fifo.snap");
+    mkfifo(&fifo);
+    let bad_crc = fixture.write("crc.snap", bytes[..bytes.len() / 2].to_vec(), false);
+    let missing = fixture.path("missing.snap");
+    let no_dir = fixture.path("no-dir/out.snap");
+    let good = fixture.good();
+    let cases: Vec<Vec<&dyn AsRef<std::ffi::OsStr>>> = vec![
+        vec![&"verify", &cut],
+        vec![&"dump", &cut],
+        vec![&"verify", &fifo],
+        vec![&"verify", &bad_crc],
+        vec![&"verify", &missing],
+        vec![&"verify", &"--max-state-size", &"1K", &cut],
+        vec![&"schema", &"check", &missing, &cut],
+        vec![&"convert", &good, &"--to-version", &"1", &"-o", &no_dir],
+    ];
+    for argv in cases {
+        let output = vmstate(&argv);
+        let line = assert_fails_with(&output, 1, "vmstate: ");
+        eprint!("{line}");
+        let parts: Vec<&str> = line.trim_end().split(": ").collect();
+        for (i, part) in parts.iter().enumerate() {
+            assert!(
+                !parts[i + 1..].contains(part),
+                "{part:?} repeats in {line:?}"
+            );
+        }
+        assert!(!line.contains("i/o error"), "{line:?}");
+    }
+}

@@ -43,7 +43,11 @@ impl Failure {
             let message = match (
                 err.downcast_ref::<KvmStateError>(),
                 err.downcast_ref::<SnapshotError>(),
-                err.downcast_ref::<VersionizeError>(),
+                // A context's source is a boxed error.
+                err.downcast_ref::<VersionizeError>().or_else(|| {
+                    err.downcast_ref::<Box<VersionizeError>>()
+                        .map(|boxed| &**boxed)
+                }),
             ) {
                 // "cannot load snapshot": `what` already says so, with the path.
                 (Some(KvmStateError::Snapshot { .. }), _, _) => continue,
