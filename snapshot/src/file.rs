@@ -12,8 +12,8 @@
 //! over the target) and the directory is fsynced. A failure at any step leaves the previous
 //! target untouched, so a crash leaves either the old or the new snapshot, never a torn one.
 //! A process killed while writing leaves nothing behind: the unnamed file dies with it.
-//! Where `O_TMPFILE` is not supported the file is created under a temporary name, which is
-//! removed on error or panic; temporary names left by writers that were killed (their pid no
+//! Where `O_TMPFILE` is not supported, or the unnamed file cannot be linked (no `/proc`),
+//! the file is written under a temporary name instead, which is removed on error or panic; temporary names left by writers that were killed (their pid no
 //! longer runs) are removed by the next save to the same target.
 
 use std::collections::hash_map::RandomState;
@@ -299,25 +299,25 @@ fn create_named_temp(target: &Path, name: &OsStr) -> Result<(NamedTemp, File)> {
     }
 }
 
-/// How the new contents reach the target's name.
-enum Temp {
-    /// An `O_TMPFILE`: linked into place.
-    Unnamed,
-    /// A named temporary file: renamed into place.
-    Named(NamedTemp),
-}
-
-/// Whether unnamed temporary files may be tried (tests force the named fallback).
+/// Which temporary files may be tried (tests force the fallbacks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum TempKind {
+    /// An unnamed file where possible, else a named one.
     Any,
+    /// A named file only (file systems without `O_TMPFILE`).
     #[cfg(test)]
     NamedOnly,
+    /// An unnamed file whose link fails (no `/proc`): the save starts again, named.
+    #[cfg(test)]
+    UnlinkableUnnamed,
 }
+
+/// Where an open file descriptor can be named for `linkat`.
+const PROC_FD_DIR: &str = "/proc/self/fd";
 
 /// An unnamed file in `dir`, if the file system and `/proc` support linking one in later.
 fn create_unnamed_temp(dir: &Path) -> Option<File> {
-    if !Path::new("/proc/self/fd").is_dir() {
+    if !Path::new(PROC_FD_DIR).is_dir() {
         return None;
     }
     rustix::fs::open(
@@ -330,14 +330,16 @@ fn create_unnamed_temp(dir: &Path) -> Option<File> {
 }
 
 /// Links the unnamed `file` in as `target`: straight onto the name if it is free, else
-/// under a temporary name renamed over it.
-fn link_unnamed(file: &File, target: &Path, name: &OsStr) -> Result<()> {
-    let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+/// under a temporary name renamed over it. `Ok(false)` when this system cannot link an
+/// unnamed file through `proc_fd_dir` at all (the caller falls back to a named file).
+fn link_unnamed(file: &File, proc_fd_dir: &str, target: &Path, name: &OsStr) -> Result<bool> {
+    let proc_path = format!("{proc_fd_dir}/{}", file.as_raw_fd());
     let link = |to: &Path| rustix::fs::linkat(CWD, &*proc_path, CWD, to, AtFlags::SYMLINK_FOLLOW);
     match link(target) {
-        Ok(()) => return Ok(()),
+        Ok(()) => return Ok(true),
+        // The link itself works (the kernel resolves the source first): the name is taken.
         Err(rustix::io::Errno::EXIST) => {}
-        Err(e) => return Err(SnapshotError::file("link", target, e.into())),
+        Err(_) => return Ok(false),
     }
     let mut attempt = 0;
     let temp = loop {
@@ -348,7 +350,8 @@ fn link_unnamed(file: &File, target: &Path, name: &OsStr) -> Result<()> {
             Err(e) => return Err(SnapshotError::file("link", target, e.into())),
         }
     };
-    rename_into_place(temp, target)
+    rename_into_place(temp, target)?;
+    Ok(true)
 }
 
 fn rename_into_place(mut temp: NamedTemp, target: &Path) -> Result<()> {
@@ -417,19 +420,42 @@ fn atomic_write(
     fault(SaveStep::CreateTemp)
         .map_err(|e| SnapshotError::file("create temporary file", target, e))?;
     remove_stale_temps(target);
-    let unnamed = match kind {
-        TempKind::Any => create_unnamed_temp(dir),
+    let (unnamed, proc_fd_dir) = match kind {
+        TempKind::Any => (create_unnamed_temp(dir), PROC_FD_DIR),
         #[cfg(test)]
-        TempKind::NamedOnly => None,
+        TempKind::NamedOnly => (None, PROC_FD_DIR),
+        #[cfg(test)]
+        TempKind::UnlinkableUnnamed => (create_unnamed_temp(dir), "/nonexistent/fd"),
     };
-    let (temp, file) = match unnamed {
-        Some(file) => (Temp::Unnamed, file),
-        None => {
-            let (named, file) = create_named_temp(target, name)?;
-            (Temp::Named(named), file)
-        }
-    };
+    let mut placed = false;
+    if let Some(file) = unnamed {
+        let file = write_and_sync(file, target, write, fault)?;
+        fault(SaveStep::Rename).map_err(|e| SnapshotError::file("rename", target, e))?;
+        placed = link_unnamed(&file, proc_fd_dir, target, name)?;
+    }
+    if !placed {
+        let (named, file) = create_named_temp(target, name)?;
+        let file = write_and_sync(file, target, write, fault)?;
+        drop(file);
+        fault(SaveStep::Rename).map_err(|e| SnapshotError::file("rename", target, e))?;
+        rename_into_place(named, target)?;
+    }
 
+    // The new file is in place; make it durable. A failure here is reported, but the target
+    // already holds the complete new snapshot.
+    fault(SaveStep::SyncDir).map_err(|e| SnapshotError::file("sync directory", dir, e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| SnapshotError::file("sync directory", dir, e))
+}
+
+/// Writes the new contents into `file`, flushes and fsyncs it.
+fn write_and_sync(
+    file: File,
+    target: &Path,
+    write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+    fault: &mut dyn FnMut(SaveStep) -> io::Result<()>,
+) -> Result<File> {
     let mut writer = BufWriter::new(Recording { file, error: None });
     fault(SaveStep::Write).map_err(|e| SnapshotError::file("write", target, e))?;
     let written = write(&mut writer).and_then(|()| writer.flush().map_err(SnapshotError::from));
@@ -447,21 +473,7 @@ fn atomic_write(
         .file;
     file.sync_all()
         .map_err(|e| SnapshotError::file("sync", target, e))?;
-    fault(SaveStep::Rename).map_err(|e| SnapshotError::file("rename", target, e))?;
-    match temp {
-        Temp::Unnamed => link_unnamed(&file, target, name)?,
-        Temp::Named(named) => {
-            drop(file);
-            rename_into_place(named, target)?;
-        }
-    }
-
-    // The new file is in place; make it durable. A failure here is reported, but the target
-    // already holds the complete new snapshot.
-    fault(SaveStep::SyncDir).map_err(|e| SnapshotError::file("sync directory", dir, e))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| SnapshotError::file("sync directory", dir, e))
+    Ok(file)
 }
 
 impl Snapshot {
@@ -571,6 +583,26 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    /// Where an unnamed file cannot be linked in (no `/proc`), the save starts again with a
+    /// named file and succeeds, leaving nothing behind.
+    #[test]
+    fn test_file_unlinkable_unnamed_file_falls_back_to_a_named_one() {
+        let dir = temp_dir("unlinkable");
+        let target = dir.join("vm.snap");
+        let mut writes = 0;
+        let mut ok = |w: &mut dyn Write| {
+            writes += 1;
+            w.write_all(b"new").map_err(SnapshotError::from)
+        };
+        let fault = &mut |_| Ok(());
+        atomic_write(&target, &mut ok, fault, TempKind::UnlinkableUnnamed).unwrap();
+        atomic_write(&target, &mut ok, fault, TempKind::UnlinkableUnnamed).unwrap();
+        assert_eq!(writes, 4, "each save wrote twice: unnamed, then named");
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        assert_eq!(entries(&dir), ["vm.snap"]);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The named fallback (file systems without `O_TMPFILE`) removes its file on error and
