@@ -135,10 +135,7 @@ pub(crate) fn dump(
     if json {
         view.write_json(out)
     } else {
-        let compact = view.flat().to_compact()?;
-        drop(state);
-        render::write_text(out, &compact)?;
-        Ok(())
+        view.flat().write_text(out)
     }
 }
 

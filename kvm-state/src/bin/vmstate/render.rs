@@ -1,10 +1,10 @@
-//! The decoded state as JSON, and that JSON as indented text or as a list of differences.
+//! The decoded state as JSON, and the differences between two states.
 //!
 //! Nothing here builds a JSON tree of the state: `--json` is serialized straight to the
-//! output, and the text dump and `convert`'s differences walk the compact JSON bytes of the
-//! state (serde_json's deterministic output) without parsing them into values. A state of
-//! N bytes costs a few N of memory, whatever it holds (a `serde_json::Value` costs tens of
-//! bytes per element of a byte array).
+//! output, the text dump is rendered while serializing (`crate::text`), and `convert`'s
+//! differences walk the compact JSON bytes of the fields that differ (serde_json's
+//! deterministic output) without parsing them into values. A `serde_json::Value` costs tens
+//! of bytes per element of a byte array; these cost a few bytes per byte at most.
 //!
 //! Guest memory is summarized (length and CRC-64 of each region's contents) unless asked
 //! for: a guest's memory is megabytes, and its bytes say nothing to a reader of the dump.
@@ -19,13 +19,7 @@ use serde_json::{Map, Value};
 use versionize::crc::crc64;
 
 use crate::failure::Failure;
-
-/// Arrays of numbers up to this long print on one line.
-const INLINE_NUMBERS: usize = 8;
-/// Hex strings longer than this print as a hex dump.
-const INLINE_HEX_CHARS: usize = 64;
-/// Bytes of a hex dump row.
-const ROW_BYTES: usize = 16;
+use crate::text::TextSink;
 
 /// `{"data_version": N, "state": {...}}`, with each memory region's `contents` replaced by
 /// `contents_len` and `contents_crc64`, and kept as a hex string when `memory` is set.
@@ -76,7 +70,16 @@ impl<'a> StateView<'a> {
         Ok(())
     }
 
-    /// Compact JSON bytes, the input of [`write_text`].
+    /// Indented text, rendered while serializing (see [`TextSink`]).
+    pub(crate) fn write_text(&self, out: &mut dyn Write) -> Result<(), Failure> {
+        let mut sink = TextSink::new(out);
+        serde_json::to_writer(&mut sink, self).map_err(json_failure)?;
+        sink.finish()?;
+        Ok(())
+    }
+
+    /// Compact JSON bytes.
+    #[cfg(test)]
     pub(crate) fn to_compact(&self) -> Result<Vec<u8>, Failure> {
         serde_json::to_vec(self).map_err(json_failure)
     }
@@ -267,131 +270,13 @@ fn is_array(raw: &[u8]) -> bool {
     raw.first() == Some(&b'[')
 }
 
-fn is_number(raw: &[u8]) -> bool {
-    matches!(raw.first(), Some(b'-' | b'0'..=b'9'))
-}
-
 fn as_u64(raw: &[u8]) -> Option<u64> {
     std::str::from_utf8(raw).ok()?.parse().ok()
 }
 
-/// Writes the compact JSON `json` as indented `key: value` lines.
-pub(crate) fn write_text(out: &mut dyn Write, json: &[u8]) -> io::Result<()> {
-    if is_object(json) {
-        write_object(out, json, 0)
-    } else {
-        writeln!(out, "{}", scalar(json))
-    }
-}
-
-fn write_object(out: &mut dyn Write, object: &[u8], depth: usize) -> io::Result<()> {
-    for (key, value) in entries(object) {
-        write_entry(out, &key, value, depth)?;
-    }
-    Ok(())
-}
-
-fn write_entry(out: &mut dyn Write, key: &str, value: &[u8], depth: usize) -> io::Result<()> {
-    let indent = "  ".repeat(depth);
-    if is_object(value) {
-        if members(value).next().is_none() {
-            return writeln!(out, "{indent}{key}: {{}}");
-        }
-        writeln!(out, "{indent}{key}:")?;
-        return write_object(out, value, depth + 1);
-    }
-    if is_array(value) {
-        if members(value).all(is_number) {
-            let count = members(value).count();
-            if count <= INLINE_NUMBERS || !members(value).all(|n| as_u64(n).is_some()) {
-                let inline: Vec<&str> = members(value)
-                    .map(|n| std::str::from_utf8(n).unwrap_or("?"))
-                    .collect();
-                return writeln!(out, "{indent}{key}: [{}]", inline.join(", "));
-            }
-            writeln!(out, "{indent}{key}: {count} values")?;
-            let numbers = || members(value).filter_map(as_u64);
-            return write_rows(out, numbers, depth + 1);
-        }
-        for (index, item) in members(value).enumerate() {
-            write_entry(out, &format!("{key}[{index}]"), item, depth)?;
-        }
-        return Ok(());
-    }
-    if value.first() == Some(&b'"') {
-        let text = serde_json::from_slice::<String>(value).unwrap_or_default();
-        if text.len() > INLINE_HEX_CHARS && is_hex(&text) {
-            writeln!(out, "{indent}{key}: {} bytes", text.len() / 2)?;
-            let bytes = || {
-                text.as_bytes().chunks(2).filter_map(|pair| {
-                    let pair = std::str::from_utf8(pair).ok()?;
-                    u64::from_str_radix(pair, 16).ok()
-                })
-            };
-            return write_rows(out, bytes, depth + 1);
-        }
-    }
-    writeln!(out, "{indent}{key}: {}", scalar(value))
-}
-
-fn is_hex(text: &str) -> bool {
-    text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// A hex dump: an offset, then fixed-width values; repeated rows collapse into `*`.
-/// `values` is walked twice (for the widest value, then for the rows): nothing is
-/// collected.
-fn write_rows<I: Iterator<Item = u64>>(
-    out: &mut dyn Write,
-    values: impl Fn() -> I,
-    depth: usize,
-) -> io::Result<()> {
-    let indent = "  ".repeat(depth);
-    let max = values().max().unwrap_or(0);
-    let (digits, per_row) = match max {
-        0..=0xff => (2, ROW_BYTES),
-        0x100..=0xffff => (4, 8),
-        0x1_0000..=0xffff_ffff => (8, 8),
-        _ => (16, 4),
-    };
-    let mut previous: Vec<u64> = Vec::with_capacity(per_row);
-    let mut row: Vec<u64> = Vec::with_capacity(per_row);
-    let mut collapsed = false;
-    let mut offset = 0usize;
-    let mut count = 0usize;
-    let mut iter = values();
-    loop {
-        row.clear();
-        row.extend(iter.by_ref().take(per_row));
-        if row.is_empty() {
-            break;
-        }
-        count += row.len();
-        if offset > 0 && previous == row {
-            if !collapsed {
-                writeln!(out, "{indent}*")?;
-                collapsed = true;
-            }
-        } else {
-            collapsed = false;
-            let cells: Vec<String> = row
-                .iter()
-                .map(|v| format!("{v:0digits$x}", digits = digits))
-                .collect();
-            writeln!(out, "{indent}{offset:06x}: {}", cells.join(" "))?;
-            std::mem::swap(&mut previous, &mut row);
-        }
-        offset += per_row;
-    }
-    if collapsed {
-        writeln!(out, "{indent}{count:06x}")?;
-    }
-    Ok(())
-}
-
 /// A scalar as text: numbers of two digits or more also in hex, `null` as `none`, strings
 /// unquoted.
-fn scalar(raw: &[u8]) -> String {
+pub(crate) fn scalar(raw: &[u8]) -> String {
     match raw.first() {
         Some(b'"') => serde_json::from_slice::<String>(raw).unwrap_or_default(),
         _ if raw == b"null" => "none".to_owned(),
@@ -486,7 +371,9 @@ mod tests {
 
     fn text(value: &Value) -> String {
         let mut out = Vec::new();
-        write_text(&mut out, &serde_json::to_vec(value).unwrap()).unwrap();
+        let mut sink = TextSink::new(&mut out);
+        serde_json::to_writer(&mut sink, value).unwrap();
+        sink.finish().unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -507,6 +394,26 @@ mod tests {
              vcpus[0]:\n  id: 0\nvcpus[1]:\n  id: 1\nempty: {}\n\
              name: a \"quoted\", [odd] {name}\nsigned: [-1, 2]\n"
         );
+    }
+
+    /// Arrays that start with numbers and go on with something else print every element as
+    /// an entry; the text is the same whatever the size of the writes.
+    #[test]
+    fn test_render_mixed_arrays_and_byte_by_byte_input() {
+        let value = serde_json::json!({
+            "m": [1, {"a": 2, "e": []}, [3], "x", null, [[]], [{}]],
+            "n": {"deep": {"deeper": {"k": true}}},
+        });
+        let expected = "m[0]: 1\nm[1]:\n  a: 2\n  e: []\nm[2]: [3]\nm[3]: x\nm[4]: none\n\
+                        m[5][0]: []\nm[6][0]: {}\nn:\n  deep:\n    deeper:\n      k: true\n";
+        assert_eq!(text(&value), expected);
+        let mut out = Vec::new();
+        let mut sink = TextSink::new(&mut out);
+        for byte in serde_json::to_vec(&value).unwrap() {
+            sink.write_all(&[byte]).unwrap();
+        }
+        sink.finish().unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
 
     #[test]
