@@ -519,8 +519,9 @@ impl Snapshot {
     ///
     /// # Errors
     /// [`SnapshotError::NotRegularFile`] when the path is not a regular file (a FIFO is
-    /// refused without blocking), [`SnapshotError::File`] when it cannot be opened, or any
-    /// error of [`load_with`](Self::load_with).
+    /// refused without blocking), [`SnapshotError::File`] when it cannot be opened or read
+    /// (`read <path>: unexpected end of file` for a file shorter than its size says), or
+    /// any other error of [`load_with`](Self::load_with).
     pub fn load_file<O: Versionize>(
         path: impl AsRef<Path>,
         version_map: impl std::borrow::Borrow<VersionMap>,
@@ -541,7 +542,11 @@ impl Snapshot {
         let (file, len) = open_regular_file(path)?;
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         let mut reader = io::BufReader::new(file);
-        Self::load_with(&mut reader, len, version_map, options)
+        // Reading the file failed (or it was shorter than it said): name the step and path.
+        Self::load_with(&mut reader, len, version_map, options).map_err(|err| match err {
+            SnapshotError::Io { source, .. } => SnapshotError::file("read", path, source),
+            other => other,
+        })
     }
 }
 

@@ -441,3 +441,32 @@ fn test_special_loads_borrow_the_version_map() {
     let (d, _) = Snapshot::load_file::<State>(&path, &map).unwrap();
     assert!(a == b && b == c && c == d && d == state(4, 3));
 }
+
+/// Regression: a read failure while loading a file surfaced as `i/o error: unexpected end
+/// of file`, without the step or the path. A sysfs attribute says it is 4096 bytes and holds
+/// a few: reading it comes up short. Skipped with a notice where /sys is not mounted.
+#[test]
+fn test_special_short_read_names_step_and_path() {
+    let path = Path::new("/sys/devices/system/cpu/online");
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 64) {
+        eprintln!("{} is not there: short-read test skipped", path.display());
+        return;
+    }
+    let err = load(path).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            SnapshotError::File {
+                step: "read",
+                kind: io::ErrorKind::UnexpectedEof,
+                path: p,
+                ..
+            } if p == path
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "read /sys/devices/system/cpu/online: unexpected end of file"
+    );
+}
