@@ -853,12 +853,12 @@ fn test_cli_full_disk_names_step_path_and_cause_once() {
         &"-o",
         &out,
     ]);
+    // Nothing may panic before the unmount: results first, checks after.
     let library = sample_state()
         .save_to_file(&out, CURRENT_APP_VERSION)
-        .unwrap_err()
-        .to_string();
-    let left = std::fs::read_dir(&mount).unwrap().count();
-    let unmounted = Command::new("umount").arg(&mount).status().unwrap();
+        .map_err(|e| e.to_string());
+    let left = std::fs::read_dir(&mount).map(Iterator::count);
+    let unmounted = Command::new("umount").arg(&mount).status();
     let err = assert_fails_with(
         &output,
         1,
@@ -870,13 +870,17 @@ fn test_cli_full_disk_names_step_path_and_cause_once() {
     assert_eq!(err.matches("space").count(), 1, "{err}");
     assert_eq!(
         library,
-        format!(
+        Err(format!(
             "cannot save snapshot: write {}: no storage space",
             out.display()
-        )
+        ))
     );
-    assert_eq!(left, 0, "a temporary file was left on the full disk");
-    assert!(unmounted.success());
+    assert_eq!(
+        left.ok(),
+        Some(0),
+        "a temporary file was left on the full disk"
+    );
+    assert!(unmounted.is_ok_and(|s| s.success()));
 }
 
 /// Runs `vmstate args` with stdout and stderr discarded; returns whether it succeeded and

@@ -400,10 +400,14 @@ fn test_special_full_disk_names_step_and_path() {
         return;
     }
     let path = mount.join("vm.snap");
-    save(&path, &state(1, 10)).unwrap();
-    let err = save(&path, &state(2, 1 << 20)).unwrap_err();
-    let message = err.to_string();
+    // Nothing may panic before the unmount: results first, checks after.
+    let first = save(&path, &state(1, 10));
+    let second = save(&path, &state(2, 1 << 20));
+    let left = std::fs::read_dir(&mount).map(Iterator::count);
     let unmounted = run("umount", &[&mount]);
+    first.unwrap();
+    let err = second.unwrap_err();
+    let message = err.to_string();
     assert!(
         matches!(
             &err,
@@ -419,6 +423,11 @@ fn test_special_full_disk_names_step_and_path() {
     assert_eq!(
         message,
         format!("write {}: no storage space", path.display())
+    );
+    assert_eq!(
+        left.ok(),
+        Some(1),
+        "only the previous file is on the full disk"
     );
     assert!(unmounted);
 }
