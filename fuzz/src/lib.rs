@@ -1,11 +1,13 @@
 //! Fuzz targets for the workspace: `snapshot_load` (a `MicrovmState` snapshot from any
-//! bytes), `decode_types` (every fuzzed derived type at every app version) and `roundtrip`
-//! (decode, encode, decode; and arbitrary values at every app version).
+//! bytes), `decode_types` (every fuzzed derived type at every app version), `roundtrip`
+//! (decode, encode, decode; and arbitrary values at every app version) and `schema_check`
+//! (two schema files parsed and compared as `vmstate schema check` does).
 //!
 //! The checks live in [`oracle`], which `tests/tests/properties.rs` also compiles, so the CI
 //! property tests and the fuzzers check the same properties. Run with
 //! `RUSTC_BOOTSTRAP=1 cargo fuzz run <target>` from the repository root (see
-//! `docs/SECURITY.md`).
+//! `docs/SECURITY.md`), or every target for a bounded time with `.ci/fuzz`.
 #![forbid(unsafe_code)]
 
 pub mod oracle;
+pub mod schema_check;

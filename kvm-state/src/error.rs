@@ -82,8 +82,9 @@ pub enum KvmStateError {
     /// A pause (`KVM_RUN` with `immediate_exit` set) did not return `EINTR`.
     #[error("KVM_RUN with immediate_exit set returned {0} instead of EINTR")]
     PauseNotInterrupted(&'static str),
-    /// Writing or reading a snapshot file failed.
-    #[error("cannot {action} snapshot")]
+    /// Writing or reading a snapshot file failed; the message names the step, the path and
+    /// the cause (`cannot save snapshot: write /vm.snap: no storage space`).
+    #[error("cannot {action} snapshot: {source}")]
     Snapshot {
         /// What was being done: `save` or `load`.
         action: &'static str,

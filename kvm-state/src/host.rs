@@ -10,6 +10,7 @@ use kvm_ioctls::{Kvm, VmFd};
 
 use crate::error::{KvmStateError, Result};
 use crate::vcpu::{xsave_size, CpuidEntry, VcpuState, TSC_KHZ_TOLERANCE_PPM};
+use versionize::prelude::Versionize;
 
 /// The KVM capabilities every restore of a [`MicrovmState`](crate::MicrovmState) relies on
 /// (the ioctls of [`restore_vm`](crate::restore_vm) and [`restore_vcpu`](crate::restore_vcpu)),
@@ -30,10 +31,10 @@ const RELIED_CAPABILITIES: &[(u32, &str)] = &[
 /// [`HostSupport::query`] and checked by [`check_restore`](crate::check_restore) against the
 /// target's.
 ///
-/// Recorded in the `host_*` fields of [`MicrovmState`](crate::MicrovmState) since app version 3
+/// Recorded in [`MicrovmState::host`](crate::MicrovmState::host) since app version 3
 /// ([`MicrovmState::host_facts`](crate::MicrovmState::host_facts)); states of older app
 /// versions read the default (empty) facts, which no check compares.
-#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct HostFacts {
     /// CPU vendor, from CPUID leaf 0 (`GenuineIntel`, `AuthenticAMD`, ...); empty when
     /// unknown.

@@ -21,7 +21,7 @@ pub const APP_VERSION_1: u16 = 1;
 /// App version 2: `VcpuState` gained `tsc_khz`, `ClockState` gained `realtime` and
 /// `host_tsc`.
 pub const APP_VERSION_2: u16 = 2;
-/// App version 3: `MicrovmState` gained the `host_*` fields, the facts of the host it was
+/// App version 3: `MicrovmState` gained `host`, the facts of the host it was
 /// saved on.
 pub const APP_VERSION_3: u16 = 3;
 /// The app version this build writes by default, the newest of [`version_map`].
@@ -38,7 +38,7 @@ pub const CURRENT_APP_VERSION: u16 = APP_VERSION_3;
 /// |---|---|---|
 /// | 1 ([`APP_VERSION_1`]) | every type at version 1 | first release |
 /// | 2 ([`APP_VERSION_2`]) | [`VcpuState`] v2 gains `tsc_khz`; [`ClockState`] v2 gains `realtime` and `host_tsc` | restoring the TSC frequency on another host; Linux 5.16's `KVM_CLOCK_REALTIME`/`KVM_CLOCK_HOST_TSC` |
-/// | 3 ([`APP_VERSION_3`]) | [`MicrovmState`] v2 gains the `host_*` fields ([`HostFacts`]) | refusing, before touching KVM, a restore on a host that cannot honour the state (CPU vendor, KVM capabilities, TSC frequency) |
+/// | 3 ([`APP_VERSION_3`]) | [`MicrovmState`] v2 gains `host` ([`HostFacts`]) | refusing, before touching KVM, a restore on a host that cannot honour the state (CPU vendor, KVM capabilities, TSC frequency) |
 ///
 /// Rollback from 2 to 1 loses the TSC frequency (the restored vCPU keeps the target host's,
 /// which is right on the same host) and the host clock readings, whose flags are cleared so
@@ -209,59 +209,23 @@ pub struct MicrovmState {
     pub devices: DevicesState,
     /// Guest memory regions.
     pub memory: Vec<MemoryRegionState>,
-    /// [`HostFacts::cpu_vendor`] of the host the state was saved on.
-    ///
-    /// This and the other `host_*` fields are the [`HostFacts`] of that host
-    /// ([`MicrovmState::host_facts`]), which a restore checks
+    /// The facts of the host the state was saved on, which a restore checks
     /// ([`HostSupport::check_facts`](crate::HostSupport::check_facts)). Added in version 2 of
     /// `MicrovmState` (app version 3): older snapshots read empty facts, which no check
-    /// compares. They are fields of this type rather than a type of their own so that the
-    /// schema of released app versions gains no type.
+    /// compares.
     #[version(start = 2)]
-    pub host_cpu_vendor: String,
-    /// [`HostFacts::cpu_family`].
-    #[version(start = 2)]
-    pub host_cpu_family: u32,
-    /// [`HostFacts::cpu_model`].
-    #[version(start = 2)]
-    pub host_cpu_model: u32,
-    /// [`HostFacts::cpu_stepping`].
-    #[version(start = 2)]
-    pub host_cpu_stepping: u32,
-    /// [`HostFacts::tsc_khz`].
-    #[version(start = 2)]
-    pub host_tsc_khz: Option<u32>,
-    /// [`HostFacts::kvm_capabilities`].
-    #[version(start = 2)]
-    pub host_kvm_capabilities: Vec<u32>,
-    /// [`HostFacts::kernel_release`].
-    #[version(start = 2)]
-    pub host_kernel_release: String,
+    pub host: HostFacts,
 }
 
 impl MicrovmState {
-    /// The facts of the host the state was saved on (the `host_*` fields).
+    /// The facts of the host the state was saved on ([`MicrovmState::host`]).
     pub fn host_facts(&self) -> HostFacts {
-        HostFacts {
-            cpu_vendor: self.host_cpu_vendor.clone(),
-            cpu_family: self.host_cpu_family,
-            cpu_model: self.host_cpu_model,
-            cpu_stepping: self.host_cpu_stepping,
-            tsc_khz: self.host_tsc_khz,
-            kvm_capabilities: self.host_kvm_capabilities.clone(),
-            kernel_release: self.host_kernel_release.clone(),
-        }
+        self.host.clone()
     }
 
-    /// Records `facts` as those of the host the state was saved on (the `host_*` fields).
+    /// Records `facts` as those of the host the state was saved on ([`MicrovmState::host`]).
     pub fn set_host_facts(&mut self, facts: HostFacts) {
-        self.host_cpu_vendor = facts.cpu_vendor;
-        self.host_cpu_family = facts.cpu_family;
-        self.host_cpu_model = facts.cpu_model;
-        self.host_cpu_stepping = facts.cpu_stepping;
-        self.host_tsc_khz = facts.tsc_khz;
-        self.host_kvm_capabilities = facts.kvm_capabilities;
-        self.host_kernel_release = facts.kernel_release;
+        self.host = facts;
     }
 
     /// Writes the state to a snapshot file at `path`, atomically, at `app_version` of
@@ -378,13 +342,15 @@ mod tests {
                 }],
             },
             memory: vec![MemoryRegionState::with_contents(0, vec![0xa5; 4096])],
-            host_cpu_vendor: "AuthenticAMD".to_owned(),
-            host_cpu_family: 0x19,
-            host_cpu_model: 0x11,
-            host_cpu_stepping: 1,
-            host_tsc_khz: Some(3_000_000),
-            host_kvm_capabilities: vec![0, 33],
-            host_kernel_release: "6.18.0".to_owned(),
+            host: HostFacts {
+                cpu_vendor: "AuthenticAMD".to_owned(),
+                cpu_family: 0x19,
+                cpu_model: 0x11,
+                cpu_stepping: 1,
+                tsc_khz: Some(3_000_000),
+                kvm_capabilities: vec![0, 33],
+                kernel_release: "6.18.0".to_owned(),
+            },
         }
     }
 

@@ -97,7 +97,7 @@ fn test_host_facts_refused_before_touching_kvm() {
     let layout = VmLayout::of_state(&state);
 
     let mut other_vendor = state.clone();
-    other_vendor.host_cpu_vendor = if host.facts().cpu_vendor == "GenuineIntel" {
+    other_vendor.host.cpu_vendor = if host.facts().cpu_vendor == "GenuineIntel" {
         "AuthenticAMD".to_owned()
     } else {
         "GenuineIntel".to_owned()

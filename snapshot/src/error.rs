@@ -94,6 +94,27 @@ pub enum SnapshotError {
         #[source]
         source: io::Error,
     },
+    /// The path is not a regular file: loading never opens devices or blocks on FIFOs, and
+    /// saving never replaces a device, FIFO, socket or directory.
+    #[error("{step} {}: {found}, not a regular file", path.display())]
+    NotRegularFile {
+        /// What was being done (`"open"`, `"save to"`).
+        step: &'static str,
+        /// The path given.
+        path: PathBuf,
+        /// What it is instead: `"fifo"`, `"character device"`, `"directory"`, ...
+        found: &'static str,
+    },
+    /// A file is larger than the limit set for it.
+    #[error("{} is {len} bytes, more than the limit of {limit} bytes", path.display())]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its length (or the bytes read so far, for a file that grows).
+        len: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// Encoding or decoding the header or the state failed.
     #[error("state: {0}")]
     Versionize(#[from] VersionizeError),

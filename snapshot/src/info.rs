@@ -5,6 +5,7 @@ use std::path::Path;
 
 use versionize::crc::crc64;
 
+use crate::file::open_regular_file;
 use crate::magic::{arch_of_magic, BASE_MAGIC_ID, BASE_MAGIC_ID_MASK};
 use crate::snapshot::{CRC_LEN, HEADER_LEN, MAGIC_LEN, MIN_SNAPSHOT_LEN};
 use crate::{Result, SnapshotError};
@@ -75,25 +76,16 @@ impl SnapshotInfo {
     /// Reads the container fields of a snapshot file (at most `max_len` bytes are read).
     ///
     /// # Errors
-    /// [`SnapshotError::File`] for an unreadable path or a non-file,
+    /// [`SnapshotError::File`] for an unreadable path, [`SnapshotError::NotRegularFile`] for
+    /// a non-file (never blocking on a FIFO),
     /// [`SnapshotError::StateTooLarge`] above `max_len`, and as
     /// [`from_bytes`](Self::from_bytes).
     pub fn from_file(path: impl AsRef<Path>, max_len: u64) -> Result<SnapshotInfo> {
         let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|e| SnapshotError::file("open", path, e))?;
-        let metadata = file
-            .metadata()
-            .map_err(|e| SnapshotError::file("stat", path, e))?;
-        if !metadata.is_file() {
-            return Err(SnapshotError::file(
-                "open",
-                path,
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
-            ));
-        }
-        if metadata.len() > max_len {
+        let (file, len) = open_regular_file(path)?;
+        if len > max_len {
             return Err(SnapshotError::StateTooLarge {
-                len: metadata.len(),
+                len,
                 limit: max_len,
             });
         }

@@ -28,6 +28,7 @@ mod snapshot;
 pub use crate::error::{Result, SnapshotError};
 #[doc(hidden)]
 pub use crate::file::{atomic_write_with_faults, SaveStep};
+pub use crate::file::{open_regular_file, read_regular_file};
 pub use crate::info::SnapshotInfo;
 pub use crate::magic::{arch_of_magic, get_format_version};
 pub use crate::snapshot::{

@@ -1,5 +1,6 @@
 //! Saving and loading a versioned state object in the snapshot container.
 
+use std::borrow::Borrow;
 use std::fmt::Debug;
 use std::io::{BufWriter, Read, Write};
 
@@ -140,16 +141,20 @@ impl Snapshot {
 
     /// Loads a snapshot from `reader` without checking a CRC (there may be none).
     ///
+    /// The version map is borrowed (`&map`); a map by value, as the original API took,
+    /// works too.
+    ///
     /// Reads exactly the magic, header and state; whatever follows stays in the reader.
     ///
     /// # Errors
     /// As [`get_data_version`](Self::get_data_version), plus state decoding errors.
     pub fn unchecked_load<R: Read, O: Versionize>(
         reader: &mut R,
-        version_map: VersionMap,
+        version_map: impl Borrow<VersionMap>,
     ) -> Result<(O, u16)> {
-        let data_version = Self::get_data_version(reader, &version_map)?;
-        let object = O::deserialize(reader, &version_map, data_version)?;
+        let version_map = version_map.borrow();
+        let data_version = Self::get_data_version(reader, version_map)?;
+        let object = O::deserialize(reader, version_map, data_version)?;
         Ok((object, data_version))
     }
 
@@ -161,7 +166,7 @@ impl Snapshot {
     pub fn load<R: Read, O: Versionize>(
         reader: &mut R,
         snapshot_len: usize,
-        version_map: VersionMap,
+        version_map: impl Borrow<VersionMap>,
     ) -> Result<(O, u16)> {
         Self::load_with(reader, snapshot_len, version_map, &LoadOptions::default())
     }
@@ -181,7 +186,7 @@ impl Snapshot {
     pub fn load_with<R: Read, O: Versionize>(
         reader: &mut R,
         snapshot_len: usize,
-        version_map: VersionMap,
+        version_map: impl Borrow<VersionMap>,
         options: &LoadOptions,
     ) -> Result<(O, u16)> {
         let len = u64::try_from(snapshot_len).unwrap_or(u64::MAX);
@@ -224,7 +229,7 @@ impl Snapshot {
         // The budget counts memory, which exceeds the bytes on disk: a state that fits the
         // cap gets what its size calls for (docs/SECURITY.md, "Limits").
         let budget = state_len.saturating_mul(BUDGET_PER_STATE_BYTE);
-        let _budget = BudgetOverride::new(version_map.limits().budget().max(budget));
+        let _budget = BudgetOverride::new(version_map.borrow().limits().budget().max(budget));
         let (object, data_version) = Self::unchecked_load(&mut rest, version_map)?;
         if !rest.is_empty() {
             return Err(SnapshotError::TrailingBytes {

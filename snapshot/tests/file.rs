@@ -183,7 +183,14 @@ fn test_file_bad_paths_are_errors() {
     );
     let directory = load(&dir.0).unwrap_err();
     assert!(
-        matches!(directory, SnapshotError::File { .. }),
+        matches!(
+            directory,
+            SnapshotError::NotRegularFile {
+                step: "open",
+                found: "directory",
+                ..
+            }
+        ),
         "{directory}"
     );
     let no_dir = Snapshot::new(map(), 2)

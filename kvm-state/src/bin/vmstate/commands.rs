@@ -12,6 +12,10 @@ use versionize::schema::{compare, export, Schema};
 use crate::failure::Failure;
 use crate::render;
 
+/// The largest schema file `schema check` reads (this build's exports are about
+/// 40 KiB): a bigger file, or an endless one such as /dev/zero, is refused before reading.
+const MAX_SCHEMA_LEN: u64 = 16 << 20;
+
 /// At most this many changes are listed after a conversion.
 const MAX_LISTED_CHANGES: usize = 20;
 
@@ -128,25 +132,12 @@ pub(crate) fn dump(
     memory: bool,
 ) -> Result<(), Failure> {
     let (state, data_version) = load(file, max_state_len)?;
-    let view = render::state_view(state, data_version, memory)?;
+    let view = render::StateView::new(&state, data_version, memory);
     if json {
-        serde_json::to_writer_pretty(&mut *out, &view).map_err(std::io::Error::from)?;
-        writeln!(out)?;
+        view.write_json(out)
     } else {
-        // The state's fields at the top level, after the data version.
-        let mut text = serde_json::Map::new();
-        if let serde_json::Value::Object(mut view) = view {
-            text.extend(
-                view.remove("data_version")
-                    .map(|v| ("data_version".to_owned(), v)),
-            );
-            if let Some(serde_json::Value::Object(state)) = view.remove("state") {
-                text.extend(state);
-            }
-        }
-        render::write_text(out, &serde_json::Value::Object(text))?;
+        view.flat().write_text(out)
     }
-    Ok(())
 }
 
 /// `vmstate convert`: re-writes the state at another data version, then reads the new file
@@ -170,20 +161,30 @@ pub(crate) fn convert(
         output.display()
     )?;
 
-    let before = render::state_view(state, from_version, false)?;
-    let after = render::state_view(written, to_version, false)?;
-    let changes = render::differences(&before["state"], &after["state"]);
-    if !changes.is_empty() {
+    // Only the fields that differ are compared, as compact JSON: no JSON tree is built.
+    let before = render::StateView::new(&state, from_version, false)
+        .without_fields_equal_to(&written)
+        .state_to_compact()?;
+    let after = render::StateView::new(&written, to_version, false)
+        .without_fields_equal_to(&state)
+        .state_to_compact()?;
+    drop((state, written));
+    let changes = render::differences(&before, &after, MAX_LISTED_CHANGES);
+    if changes.count > 0 {
         writeln!(
             out,
             "data version {to_version} cannot hold {} value(s); a build reading it sees:",
-            changes.len()
+            changes.count
         )?;
-        for change in changes.iter().take(MAX_LISTED_CHANGES) {
+        for change in &changes.listed {
             writeln!(out, "  {change}")?;
         }
-        if changes.len() > MAX_LISTED_CHANGES {
-            writeln!(out, "  ... and {} more", changes.len() - MAX_LISTED_CHANGES)?;
+        if changes.count > changes.listed.len() {
+            writeln!(
+                out,
+                "  ... and {} more",
+                changes.count - changes.listed.len()
+            )?;
         }
     }
     Ok(())
@@ -200,8 +201,11 @@ pub(crate) fn schema_export(out: &mut dyn Write, version: Option<u16>) -> Result
 }
 
 fn read_schema(path: &Path) -> Result<Schema, Failure> {
-    let json = std::fs::read_to_string(path)
+    let bytes = snapshot::read_regular_file(path, MAX_SCHEMA_LEN)
         .map_err(|e| Failure::new(format!("cannot read {}", path.display())).because(&e))?;
+    let json = String::from_utf8(bytes).map_err(|e| {
+        Failure::new(format!("{} is not a schema export", path.display())).because(&e)
+    })?;
     Schema::from_json(&json).map_err(|message| {
         Failure::new(format!("{} is not a schema export", path.display())).cause(message)
     })

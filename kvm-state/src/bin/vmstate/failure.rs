@@ -5,6 +5,7 @@ use std::fmt;
 
 use kvm_state::KvmStateError;
 use snapshot::SnapshotError;
+use versionize::VersionizeError;
 
 /// What failed, and the chain of causes, outermost first.
 #[derive(Debug)]
@@ -31,29 +32,66 @@ impl Failure {
         self
     }
 
-    /// Adds `err` and every error below it.
+    /// Adds `err` and every error below it, each cause once: a wrapper whose message
+    /// already ends with its source's message contributes only what it adds, the path of a
+    /// file error is left out when `what` names it, and an i/o error kind is left to the
+    /// operating system's own words below it.
     pub(crate) fn because(mut self, err: &(dyn Error + 'static)) -> Self {
         let mut next = Some(err);
         while let Some(err) = next {
             next = err.source();
-            if let Some(KvmStateError::Snapshot { source, .. }) = err.downcast_ref() {
+            let message = match (
+                err.downcast_ref::<KvmStateError>(),
+                err.downcast_ref::<SnapshotError>(),
+                // A context's source is a boxed error.
+                err.downcast_ref::<VersionizeError>().or_else(|| {
+                    err.downcast_ref::<Box<VersionizeError>>()
+                        .map(|boxed| &**boxed)
+                }),
+            ) {
                 // "cannot load snapshot": `what` already says so, with the path.
-                next = Some(source);
-                continue;
-            }
-            let message = match err.downcast_ref::<SnapshotError>() {
-                // The path is in `what`; keep the step and the OS's own words below it.
-                Some(SnapshotError::File { step, .. }) => (*step).to_owned(),
-                Some(too_large @ SnapshotError::StateTooLarge { .. }) => {
+                (Some(KvmStateError::Snapshot { .. }), _, _) => continue,
+                // The kind only: the OS's words follow.
+                (_, Some(SnapshotError::Io { .. }), _)
+                | (_, _, Some(VersionizeError::Io { .. })) => continue,
+                (_, Some(SnapshotError::File { step, path, .. }), _) => {
+                    if self.what.contains(&path.display().to_string()) {
+                        (*step).to_owned()
+                    } else {
+                        format!("{step} {}", path.display())
+                    }
+                }
+                (_, Some(SnapshotError::NotRegularFile { step, path, found }), _) => {
+                    if self.what.contains(&path.display().to_string()) {
+                        format!("{found}, not a regular file")
+                    } else {
+                        format!("{step} {}: {found}, not a regular file", path.display())
+                    }
+                }
+                (_, Some(too_large @ SnapshotError::StateTooLarge { .. }), _) => {
                     format!("{too_large} (raise it with --max-state-size)")
                 }
-                _ => err.to_string(),
+                _ => without_source(err),
             };
-            if self.causes.last() != Some(&message) {
+            if !message.is_empty() && self.causes.last() != Some(&message) {
                 self.causes.push(message);
             }
         }
         self
+    }
+}
+
+/// The message of `err` less its source's message when it ends with it (`"{context}:
+/// {source}"` displays): the source is reported on its own.
+fn without_source(err: &(dyn Error + 'static)) -> String {
+    let message = err.to_string();
+    let Some(source) = err.source() else {
+        return message;
+    };
+    let source = source.to_string();
+    match message.strip_suffix(&source) {
+        Some(own) => own.trim_end_matches([':', ' ']).to_owned(),
+        None => message,
     }
 }
 

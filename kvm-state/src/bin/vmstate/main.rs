@@ -9,6 +9,8 @@ mod commands;
 mod failure;
 #[cfg(target_arch = "x86_64")]
 mod render;
+#[cfg(target_arch = "x86_64")]
+mod text;
 
 use std::io::Write;
 use std::process::ExitCode;

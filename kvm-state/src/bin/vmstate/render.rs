@@ -1,4 +1,10 @@
-//! The decoded state as a JSON value, and that value as indented text.
+//! The decoded state as JSON, and the differences between two states.
+//!
+//! Nothing here builds a JSON tree of the state: `--json` is serialized straight to the
+//! output, the text dump is rendered while serializing (`crate::text`), and `convert`'s
+//! differences walk the compact JSON bytes of the fields that differ (serde_json's
+//! deterministic output) without parsing them into values. A `serde_json::Value` costs tens
+//! of bytes per element of a byte array; these cost a few bytes per byte at most.
 //!
 //! Guest memory is summarized (length and CRC-64 of each region's contents) unless asked
 //! for: a guest's memory is megabytes, and its bytes say nothing to a reader of the dump.
@@ -6,54 +12,178 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use kvm_state::MicrovmState;
+use kvm_state::{MemoryRegionState, MicrovmState};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 use versionize::crc::crc64;
 
 use crate::failure::Failure;
-
-/// Arrays of numbers up to this long print on one line.
-const INLINE_NUMBERS: usize = 8;
-/// Hex strings longer than this print as a hex dump.
-const INLINE_HEX_CHARS: usize = 64;
-/// Bytes of a hex dump row.
-const ROW_BYTES: usize = 16;
+use crate::text::TextSink;
 
 /// `{"data_version": N, "state": {...}}`, with each memory region's `contents` replaced by
 /// `contents_len` and `contents_crc64`, and kept as a hex string when `memory` is set.
-pub(crate) fn state_view(
-    mut state: MicrovmState,
+pub(crate) struct StateView<'a> {
+    state: &'a MicrovmState,
     data_version: u16,
     memory: bool,
-) -> Result<Value, Failure> {
-    // Take the contents out before serializing: never a JSON number per guest byte.
-    let contents: Vec<Vec<u8>> = state
-        .memory
-        .iter_mut()
-        .map(|region| std::mem::take(&mut region.contents))
-        .collect();
-    let mut value = serde_json::to_value(&state)
-        .map_err(|e| Failure::new("cannot convert the state to JSON").because(&e))?;
-    if let Some(regions) = value.get_mut("memory").and_then(Value::as_array_mut) {
-        for (region, bytes) in regions.iter_mut().zip(&contents) {
-            let Some(region) = region.as_object_mut() else {
-                continue;
-            };
-            region.remove("contents");
-            region.insert("contents_len".to_owned(), Value::from(bytes.len()));
-            region.insert(
-                "contents_crc64".to_owned(),
-                Value::from(format!("{:#018x}", crc64(bytes))),
-            );
-            if memory {
-                region.insert("contents".to_owned(), Value::from(hex(bytes)));
-            }
+    /// The state's fields beside `data_version` rather than under `state` (the text dump).
+    flat: bool,
+    /// Which of the state's fields (in their order) are written.
+    fields: [bool; 5],
+}
+
+impl<'a> StateView<'a> {
+    pub(crate) fn new(state: &'a MicrovmState, data_version: u16, memory: bool) -> Self {
+        StateView {
+            state,
+            data_version,
+            memory,
+            flat: false,
+            fields: [true; 5],
         }
     }
+
+    /// Leaves out the state's fields that equal `other`'s: they hold no difference, and a
+    /// large equal field (a UART buffer) costs no JSON.
+    pub(crate) fn without_fields_equal_to(mut self, other: &MicrovmState) -> Self {
+        let state = self.state;
+        self.fields = [
+            state.vm != other.vm,
+            state.vcpus != other.vcpus,
+            state.devices != other.devices,
+            state.memory != other.memory,
+            state.host != other.host,
+        ];
+        self
+    }
+
+    /// The state's fields beside `data_version` rather than under `state`.
+    pub(crate) fn flat(mut self) -> Self {
+        self.flat = true;
+        self
+    }
+
+    /// Pretty JSON, streamed to `out`.
+    pub(crate) fn write_json(&self, out: &mut dyn Write) -> Result<(), Failure> {
+        serde_json::to_writer_pretty(&mut *out, self).map_err(json_failure)?;
+        writeln!(out)?;
+        Ok(())
+    }
+
+    /// Indented text, rendered while serializing (see [`TextSink`]).
+    pub(crate) fn write_text(&self, out: &mut dyn Write) -> Result<(), Failure> {
+        let mut sink = TextSink::new(out);
+        serde_json::to_writer(&mut sink, self).map_err(json_failure)?;
+        sink.finish()?;
+        Ok(())
+    }
+
+    /// Compact JSON bytes.
+    #[cfg(test)]
+    pub(crate) fn to_compact(&self) -> Result<Vec<u8>, Failure> {
+        serde_json::to_vec(self).map_err(json_failure)
+    }
+
+    /// The state alone (no data version) as compact JSON, the input of [`differences`].
+    pub(crate) fn state_to_compact(&self) -> Result<Vec<u8>, Failure> {
+        serde_json::to_vec(&StateBody(self)).map_err(json_failure)
+    }
+}
+
+fn json_failure(err: serde_json::Error) -> Failure {
+    if err.is_io() {
+        // Writing the output failed: report it as such (a closed pipe stays quiet).
+        return Failure::from(io::Error::from(err));
+    }
+    Failure::new("cannot convert the state to JSON").because(&err)
+}
+
+impl Serialize for StateView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("data_version", &self.data_version)?;
+        if self.flat {
+            self.state_entries(&mut map)?;
+        } else {
+            map.serialize_entry("state", &StateBody(self))?;
+        }
+        map.end()
+    }
+}
+
+impl StateView<'_> {
+    /// The state's fields, memory regions summarized. Destructuring names every field, so a
+    /// field added to `MicrovmState` fails to compile here instead of going missing.
+    fn state_entries<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
+        let MicrovmState {
+            vm,
+            vcpus,
+            devices,
+            memory,
+            host,
+        } = self.state;
+        let [with_vm, with_vcpus, with_devices, with_memory, with_host] = self.fields;
+        if with_vm {
+            map.serialize_entry("vm", vm)?;
+        }
+        if with_vcpus {
+            map.serialize_entry("vcpus", vcpus)?;
+        }
+        if with_devices {
+            map.serialize_entry("devices", devices)?;
+        }
+        if with_memory {
+            map.serialize_entry("memory", &Regions(memory, self.memory))?;
+        }
+        if with_host {
+            map.serialize_entry("host", host)?;
+        }
+        Ok(())
+    }
+}
+
+struct StateBody<'a>(&'a StateView<'a>);
+
+impl Serialize for StateBody<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        self.0.state_entries(&mut map)?;
+        map.end()
+    }
+}
+
+struct Regions<'a>(&'a [MemoryRegionState], bool);
+
+impl Serialize for Regions<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for region in self.0 {
+            seq.serialize_element(&region_view(region, self.1))?;
+        }
+        seq.end()
+    }
+}
+
+/// One region without its contents (a small value), plus their length and CRC-64.
+fn region_view(region: &MemoryRegionState, memory: bool) -> Value {
+    let MemoryRegionState {
+        guest_phys_addr,
+        size,
+        contents,
+    } = region;
     let mut view = Map::new();
-    view.insert("data_version".to_owned(), Value::from(data_version));
-    view.insert("state".to_owned(), value);
-    Ok(Value::Object(view))
+    view.insert("guest_phys_addr".to_owned(), Value::from(*guest_phys_addr));
+    view.insert("size".to_owned(), Value::from(*size));
+    view.insert("contents_len".to_owned(), Value::from(contents.len()));
+    view.insert(
+        "contents_crc64".to_owned(),
+        Value::from(format!("{:#018x}", crc64(contents))),
+    );
+    if memory {
+        view.insert("contents".to_owned(), Value::from(hex(contents)));
+    }
+    Value::Object(view)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -65,157 +195,178 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Writes `value` as indented `key: value` lines.
-pub(crate) fn write_text(out: &mut dyn Write, value: &Value) -> io::Result<()> {
-    match value {
-        Value::Object(map) => write_object(out, map, 0),
-        other => writeln!(out, "{}", scalar(other)),
-    }
-}
+// ---------------------------------------------------------------------------------------
+// Walking compact JSON without parsing it into values. The input is serde_json's own
+// compact output (no whitespace); anything else still walks without panicking, as scalars.
 
-fn write_object(out: &mut dyn Write, map: &Map<String, Value>, depth: usize) -> io::Result<()> {
-    for (key, value) in map {
-        write_entry(out, key, value, depth)?;
-    }
-    Ok(())
-}
-
-fn write_entry(out: &mut dyn Write, key: &str, value: &Value, depth: usize) -> io::Result<()> {
-    let indent = "  ".repeat(depth);
-    match value {
-        Value::Object(map) if map.is_empty() => writeln!(out, "{indent}{key}: {{}}"),
-        Value::Object(map) => {
-            writeln!(out, "{indent}{key}:")?;
-            write_object(out, map, depth + 1)
-        }
-        Value::Array(items) if items.iter().all(Value::is_number) => {
-            let numbers: Vec<u64> = items.iter().filter_map(Value::as_u64).collect();
-            if items.len() <= INLINE_NUMBERS || numbers.len() != items.len() {
-                let inline: Vec<String> = items.iter().map(Value::to_string).collect();
-                writeln!(out, "{indent}{key}: [{}]", inline.join(", "))
-            } else {
-                writeln!(out, "{indent}{key}: {} values", numbers.len())?;
-                write_rows(out, &numbers, depth + 1)
-            }
-        }
-        Value::Array(items) => {
-            for (index, item) in items.iter().enumerate() {
-                write_entry(out, &format!("{key}[{index}]"), item, depth)?;
-            }
-            Ok(())
-        }
-        Value::String(text) if text.len() > INLINE_HEX_CHARS && is_hex(text) => {
-            writeln!(out, "{indent}{key}: {} bytes", text.len() / 2)?;
-            let bytes: Vec<u64> = text
-                .as_bytes()
-                .chunks(2)
-                .filter_map(|pair| {
-                    let pair = std::str::from_utf8(pair).ok()?;
-                    u64::from_str_radix(pair, 16).ok()
-                })
-                .collect();
-            write_rows(out, &bytes, depth + 1)
-        }
-        other => writeln!(out, "{indent}{key}: {}", scalar(other)),
-    }
-}
-
-fn is_hex(text: &str) -> bool {
-    text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// A hex dump: an offset, then fixed-width values; repeated rows collapse into `*`.
-fn write_rows(out: &mut dyn Write, values: &[u64], depth: usize) -> io::Result<()> {
-    let indent = "  ".repeat(depth);
-    let max = values.iter().copied().max().unwrap_or(0);
-    let (digits, per_row) = match max {
-        0..=0xff => (2, ROW_BYTES),
-        0x100..=0xffff => (4, 8),
-        0x1_0000..=0xffff_ffff => (8, 8),
-        _ => (16, 4),
-    };
-    let mut previous: Option<&[u64]> = None;
-    let mut collapsed = false;
-    for (row, chunk) in values.chunks(per_row).enumerate() {
-        if previous == Some(chunk) {
-            if !collapsed {
-                writeln!(out, "{indent}*")?;
-                collapsed = true;
+/// The index just past the JSON value starting at `start`.
+fn value_end(json: &[u8], start: usize) -> usize {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut at = start;
+    while at < json.len() {
+        let byte = json[at];
+        at += 1;
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+                if depth == 0 {
+                    return at;
+                }
             }
             continue;
         }
-        previous = Some(chunk);
-        collapsed = false;
-        let cells: Vec<String> = chunk
-            .iter()
-            .map(|v| format!("{v:0digits$x}", digits = digits))
-            .collect();
-        writeln!(out, "{indent}{:06x}: {}", row * per_row, cells.join(" "))?;
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return at;
+                }
+            }
+            b',' | b':' if depth == 0 => return at - 1,
+            _ => {}
+        }
     }
-    if collapsed {
-        writeln!(out, "{indent}{:06x}", values.len())?;
-    }
-    Ok(())
+    at
 }
 
-/// A scalar as text: numbers of two digits or more also in hex, `null` as `none`.
-fn scalar(value: &Value) -> String {
-    match value {
-        Value::Null => "none".to_owned(),
-        Value::Number(n) => match n.as_u64() {
+/// The elements of an array, or the `key:value` members of an object, as raw slices.
+fn members(container: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let inner = container
+        .get(1..container.len().saturating_sub(1))
+        .unwrap_or(&[]);
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= inner.len() {
+            return None;
+        }
+        let start = at;
+        let mut end = value_end(inner, at);
+        if inner.get(end) == Some(&b':') {
+            // An object member: the key, then its value.
+            end = value_end(inner, end + 1);
+        }
+        at = end + 1;
+        Some(&inner[start..end.max(start)])
+    })
+}
+
+/// An object's members as (key, raw value).
+fn entries(object: &[u8]) -> impl Iterator<Item = (String, &[u8])> {
+    members(object).map(|member| {
+        let key_end = value_end(member, 0);
+        let key = serde_json::from_slice::<String>(&member[..key_end]).unwrap_or_default();
+        (key, member.get(key_end + 1..).unwrap_or(&[]))
+    })
+}
+
+fn is_object(raw: &[u8]) -> bool {
+    raw.first() == Some(&b'{')
+}
+
+fn is_array(raw: &[u8]) -> bool {
+    raw.first() == Some(&b'[')
+}
+
+fn as_u64(raw: &[u8]) -> Option<u64> {
+    std::str::from_utf8(raw).ok()?.parse().ok()
+}
+
+/// A scalar as text: numbers of two digits or more also in hex, `null` as `none`, strings
+/// unquoted.
+pub(crate) fn scalar(raw: &[u8]) -> String {
+    match raw.first() {
+        Some(b'"') => serde_json::from_slice::<String>(raw).unwrap_or_default(),
+        _ if raw == b"null" => "none".to_owned(),
+        _ => match as_u64(raw) {
             Some(small) if small < 10 => small.to_string(),
             Some(big) => format!("{big} ({big:#x})"),
-            None => n.to_string(),
+            None => String::from_utf8_lossy(raw).into_owned(),
         },
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
     }
 }
 
-/// Every leaf that differs between `old` and `new`, as `path: old -> new`.
-pub(crate) fn differences(old: &Value, new: &Value) -> Vec<String> {
-    let mut out = Vec::new();
+/// The leaves that differ between two compact JSON values: how many, and the first
+/// `listed` of them as `path: old -> new`.
+pub(crate) struct Differences {
+    pub(crate) count: usize,
+    pub(crate) listed: Vec<String>,
+    limit: usize,
+}
+
+impl Differences {
+    fn push(&mut self, line: impl FnOnce() -> String) {
+        self.count += 1;
+        if self.listed.len() < self.limit {
+            self.listed.push(line());
+        }
+    }
+}
+
+/// Every leaf that differs between `old` and `new` (compact JSON), listing at most
+/// `limit` of them.
+pub(crate) fn differences(old: &[u8], new: &[u8], limit: usize) -> Differences {
+    let mut out = Differences {
+        count: 0,
+        listed: Vec::new(),
+        limit,
+    };
     diff_into("", old, new, &mut out);
     out
 }
 
-fn diff_into(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
-    match (old, new) {
-        (Value::Object(a), Value::Object(b)) => {
-            let child = |key: &str| {
-                if path.is_empty() {
-                    key.to_owned()
-                } else {
-                    format!("{path}.{key}")
-                }
-            };
-            for (key, a_value) in a {
-                match b.get(key) {
-                    Some(b_value) => diff_into(&child(key), a_value, b_value, out),
-                    None => out.push(format!("{}: {} -> absent", child(key), short(a_value))),
-                }
-            }
-            for (key, b_value) in b {
-                if !a.contains_key(key) {
-                    out.push(format!("{}: absent -> {}", child(key), short(b_value)));
-                }
-            }
-        }
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
-            for (index, (a_item, b_item)) in a.iter().zip(b).enumerate() {
-                diff_into(&format!("{path}[{index}]"), a_item, b_item, out);
-            }
-        }
-        (a, b) if a != b => out.push(format!("{path}: {} -> {}", short(a), short(b))),
-        _ => {}
+fn diff_into(path: &str, old: &[u8], new: &[u8], out: &mut Differences) {
+    if old == new {
+        // serde_json's output is deterministic: equal bytes, equal values.
+        return;
     }
+    if is_object(old) && is_object(new) {
+        let child = |key: &str| {
+            if path.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{path}.{key}")
+            }
+        };
+        let new_entries: Vec<(String, &[u8])> = entries(new).collect();
+        let mut old_keys = Vec::new();
+        for (key, old_value) in entries(old) {
+            match new_entries.iter().find(|(k, _)| *k == key) {
+                Some((_, new_value)) => diff_into(&child(&key), old_value, new_value, out),
+                None => out.push(|| format!("{}: {} -> absent", child(&key), short(old_value))),
+            }
+            old_keys.push(key);
+        }
+        for (key, new_value) in &new_entries {
+            if !old_keys.contains(key) {
+                out.push(|| format!("{}: absent -> {}", child(key), short(new_value)));
+            }
+        }
+        return;
+    }
+    if is_array(old) && is_array(new) && members(old).count() == members(new).count() {
+        for (index, (old_item, new_item)) in members(old).zip(members(new)).enumerate() {
+            diff_into(&format!("{path}[{index}]"), old_item, new_item, out);
+        }
+        return;
+    }
+    out.push(|| format!("{path}: {} -> {}", short(old), short(new)));
 }
 
-fn short(value: &Value) -> String {
-    match value {
-        Value::Array(items) => format!("{} values", items.len()),
-        Value::Object(_) => "{...}".to_owned(),
-        other => scalar(other),
+fn short(raw: &[u8]) -> String {
+    if is_array(raw) {
+        format!("{} values", members(raw).count())
+    } else if is_object(raw) {
+        "{...}".to_owned()
+    } else {
+        scalar(raw)
     }
 }
 
@@ -225,7 +376,9 @@ mod tests {
 
     fn text(value: &Value) -> String {
         let mut out = Vec::new();
-        write_text(&mut out, value).unwrap();
+        let mut sink = TextSink::new(&mut out);
+        serde_json::to_writer(&mut sink, value).unwrap();
+        sink.finish().unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -236,12 +389,36 @@ mod tests {
             "tsc_khz": null,
             "db": [0, 0, 0, 0],
             "vcpus": [{"id": 0}, {"id": 1}],
+            "empty": {},
+            "name": "a \"quoted\", [odd] {name}",
+            "signed": [-1, 2],
         });
         assert_eq!(
             text(&value),
             "regs:\n  rip: 32768 (0x8000)\n  rax: 1\ntsc_khz: none\ndb: [0, 0, 0, 0]\n\
-             vcpus[0]:\n  id: 0\nvcpus[1]:\n  id: 1\n"
+             vcpus[0]:\n  id: 0\nvcpus[1]:\n  id: 1\nempty: {}\n\
+             name: a \"quoted\", [odd] {name}\nsigned: [-1, 2]\n"
         );
+    }
+
+    /// Arrays that start with numbers and go on with something else print every element as
+    /// an entry; the text is the same whatever the size of the writes.
+    #[test]
+    fn test_render_mixed_arrays_and_byte_by_byte_input() {
+        let value = serde_json::json!({
+            "m": [1, {"a": 2, "e": []}, [3], "x", null, [[]], [{}]],
+            "n": {"deep": {"deeper": {"k": true}}},
+        });
+        let expected = "m[0]: 1\nm[1]:\n  a: 2\n  e: []\nm[2]: [3]\nm[3]: x\nm[4]: none\n\
+                        m[5][0]: []\nm[6][0]: {}\nn:\n  deep:\n    deeper:\n      k: true\n";
+        assert_eq!(text(&value), expected);
+        let mut out = Vec::new();
+        let mut sink = TextSink::new(&mut out);
+        for byte in serde_json::to_vec(&value).unwrap() {
+            sink.write_all(&[byte]).unwrap();
+        }
+        sink.finish().unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
 
     #[test]
@@ -256,18 +433,24 @@ mod tests {
         );
         let value = serde_json::json!({ "contents": hex(&[0xa5; 40]) });
         assert!(text(&value).starts_with("contents: 40 bytes\n  000000: a5 a5"));
+        let value = serde_json::json!({ "wide": [1, 2, 3, 4, 5, 6, 7, 8, 0x1_0000_0000u64] });
+        assert_eq!(
+            text(&value),
+            "wide: 9 values\n  000000: 0000000000000001 0000000000000002 0000000000000003 \
+             0000000000000004\n  000004: 0000000000000005 0000000000000006 0000000000000007 \
+             0000000000000008\n  000008: 0000000100000000\n"
+        );
     }
 
     #[test]
     fn test_state_view_summarizes_memory() {
         let state = MicrovmState {
-            memory: vec![kvm_state::MemoryRegionState::with_contents(
-                0x1000,
-                vec![1, 2, 3],
-            )],
+            memory: vec![MemoryRegionState::with_contents(0x1000, vec![1, 2, 3])],
             ..Default::default()
         };
-        let view = state_view(state.clone(), 2, false).unwrap();
+        let view: Value =
+            serde_json::from_slice(&StateView::new(&state, 2, false).to_compact().unwrap())
+                .unwrap();
         let region = &view["state"]["memory"][0];
         assert_eq!(region["contents_len"], 3);
         assert_eq!(
@@ -275,17 +458,41 @@ mod tests {
             format!("{:#018x}", crc64(&[1, 2, 3]))
         );
         assert!(region.get("contents").is_none());
-        let view = state_view(state, 2, true).unwrap();
+        let view: Value =
+            serde_json::from_slice(&StateView::new(&state, 2, true).to_compact().unwrap()).unwrap();
         assert_eq!(view["state"]["memory"][0]["contents"], "010203");
+    }
+
+    /// The view has exactly the state's own fields, in its order.
+    #[test]
+    fn test_state_view_has_every_field_of_the_state() {
+        let state = MicrovmState::default();
+        let direct = serde_json::to_value(&state).unwrap();
+        let view: Value =
+            serde_json::from_slice(&StateView::new(&state, 1, false).to_compact().unwrap())
+                .unwrap();
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&direct), keys(&view["state"]));
     }
 
     #[test]
     fn test_differences_by_path() {
-        let old = serde_json::json!({"vcpus": [{"tsc_khz": 3, "rip": 1}], "n": [1, 2]});
-        let new = serde_json::json!({"vcpus": [{"tsc_khz": null, "rip": 1}], "n": [1, 3]});
+        let old = serde_json::json!({"vcpus": [{"tsc_khz": 3, "rip": 1}], "n": [1, 2], "gone": 1});
+        let new =
+            serde_json::json!({"vcpus": [{"tsc_khz": null, "rip": 1}], "n": [1, 3], "added": [4]});
+        let diff = differences(
+            &serde_json::to_vec(&old).unwrap(),
+            &serde_json::to_vec(&new).unwrap(),
+            3,
+        );
+        assert_eq!(diff.count, 4);
         assert_eq!(
-            differences(&old, &new),
-            ["vcpus[0].tsc_khz: 3 -> none", "n[1]: 2 -> 3"]
+            diff.listed,
+            [
+                "vcpus[0].tsc_khz: 3 -> none",
+                "n[1]: 2 -> 3",
+                "gone: 1 -> absent"
+            ]
         );
     }
 }
