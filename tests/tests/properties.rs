@@ -20,6 +20,8 @@ use versionize::{VersionMap, Versionize};
 
 #[path = "../../fuzz/src/oracle.rs"]
 mod oracle;
+#[path = "../../fuzz/src/restore_checks.rs"]
+mod restore_checks;
 
 use oracle::{Device, Irq, Machine, Memory, Tree, Wrapper, TYPE_COUNT};
 
@@ -301,6 +303,94 @@ fn write_fuzz_seeds() {
     std::fs::write(dir.join("seed-full"), &snapshot).unwrap();
     // Without its CRC: the target re-seals it and the decoders see a valid state.
     std::fs::write(dir.join("seed-body"), &snapshot[..snapshot.len() - 8]).unwrap();
+}
+
+/// The committed seeds of the `restore_checks` fuzz target decode at their app version and
+/// pass the checks (so that the fuzzer starts from states that reach every check), and the
+/// target's consistency property holds on them and on every truncation of one of them.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn test_properties_restore_checks_seeds() {
+    use kvm_state::{check_state, version_map, MicrovmState};
+    use versionize::Versionize;
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/restore_checks");
+    let map = version_map();
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        let app_version = u16::from(data[0]) % map.latest_version() + 1;
+        let state = MicrovmState::deserialize(&mut &data[1..], &map, app_version)
+            .unwrap_or_else(|error| panic!("seed does not decode: {error}"));
+        check_state(&state).unwrap();
+        restore_checks::restore_checks(&data);
+        seeds += 1;
+    }
+    assert!(seeds >= 3, "{seeds} seeds");
+    let data = std::fs::read(dir.join("state-v3")).unwrap();
+    for len in (0..data.len()).step_by(97) {
+        restore_checks::restore_checks(&data[..len]);
+    }
+}
+
+/// Writes the seeds of the `restore_checks` fuzz target into `fuzz/seeds/restore_checks/`:
+/// the app version selector and an encoded `MicrovmState` that passes `check_state` (kernel-
+/// sized LAPIC page and xsave area, two vCPUs, two memory regions), at every app version.
+///
+/// `cargo test -p integration-tests --test properties -- --ignored write_restore_checks_seeds`.
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[ignore = "writes files: run by hand before fuzzing"]
+fn write_restore_checks_seeds() {
+    use kvm_state::{
+        check_state, version_map, Lapic, MemoryRegionState, MicrovmState, VcpuState, Xsave,
+        LAPIC_REGS_SIZE,
+    };
+    use versionize::Versionize;
+
+    let mut state = MicrovmState {
+        memory: vec![
+            MemoryRegionState::with_contents(0, vec![0x5a; 256]),
+            MemoryRegionState::with_contents(0x10_0000, vec![0xa5; 256]),
+        ],
+        ..Default::default()
+    };
+    for _ in 0..2 {
+        let mut vcpu = VcpuState {
+            xsave: Xsave {
+                region: vec![0; 1024],
+                extra: Vec::new(),
+            },
+            lapic: Lapic {
+                regs: vec![0; LAPIC_REGS_SIZE],
+            },
+            ..Default::default()
+        };
+        vcpu.cpuid = small_cpuid();
+        state.vcpus.push(vcpu);
+    }
+    check_state(&state).unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/restore_checks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let map = version_map();
+    for app_version in 1..=map.latest_version() {
+        let mut bytes = vec![u8::try_from(app_version - 1).unwrap()];
+        state.serialize(&mut bytes, &map, app_version).unwrap();
+        std::fs::write(dir.join(format!("state-v{app_version}")), bytes).unwrap();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn small_cpuid() -> kvm_state::Cpuid {
+    kvm_state::Cpuid {
+        entries: (0..4)
+            .map(|function| kvm_state::CpuidEntry {
+                function,
+                eax: 0x1234_5678,
+                ..Default::default()
+            })
+            .collect(),
+    }
 }
 
 /// Regression (found while writing the allocation properties): the decode budget is shared
