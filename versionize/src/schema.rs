@@ -35,9 +35,12 @@
 //! assert!(compare(&reread, &export::<Pit>(&map, 1).unwrap()).is_empty());
 //! ```
 
+mod codec;
 mod compare;
 mod guard;
 mod names;
+mod type_expr;
+mod value;
 
 use std::any::TypeId;
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,7 +50,9 @@ use serde::{Deserialize, Serialize};
 use crate::{VersionMap, Versionize, VersionizeResult};
 
 pub use self::compare::{compare, Difference, Renames};
+pub use self::codec::{decode_value, encode_value};
 pub use self::guard::{check_latest, BehindType, Finding, SchemaCheckError, SchemaGuard};
+pub use self::value::{JsonOptions, Value, ValueError};
 
 /// The version of the schema file format that this build writes and reads.
 ///
