@@ -37,6 +37,7 @@
 
 mod codec;
 mod compare;
+mod diff;
 mod guard;
 mod names;
 mod type_expr;
@@ -49,8 +50,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{VersionMap, Versionize, VersionizeResult};
 
-pub use self::compare::{compare, Difference, Renames};
 pub use self::codec::{decode_value, encode_value};
+pub use self::compare::{compare, Difference, Renames};
+pub use self::diff::{diff_values, Change, ValueDifference, DIFF_PAGE_SIZE};
 pub use self::guard::{check_latest, BehindType, Finding, SchemaCheckError, SchemaGuard};
 pub use self::value::{JsonOptions, Value, ValueError};
 

@@ -176,6 +176,13 @@ struct Decoder<'c, 's, R> {
 impl<'s, R: Read> Decoder<'_, 's, R> {
     fn error(&self, source: VersionizeError) -> ValueError {
         let path = self.path.to_string();
+        // The limits in use count the root scope as one more level: report the caller's.
+        let source = match source {
+            VersionizeError::DepthLimit { limit } => VersionizeError::DepthLimit {
+                limit: limit.saturating_sub(1),
+            },
+            other => other,
+        };
         if source.io_kind() == Some(io::ErrorKind::UnexpectedEof) {
             ValueError::Truncated { path }
         } else {
@@ -364,10 +371,7 @@ impl<'s, R: Read> Decoder<'_, 's, R> {
         }
     }
 
-    fn fields(
-        &mut self,
-        fields: &[CompiledField<'s>],
-    ) -> Result<Vec<(String, Value)>, ValueError> {
+    fn fields(&mut self, fields: &[CompiledField<'s>]) -> Result<Vec<(String, Value)>, ValueError> {
         let mut values = Vec::with_capacity(fields.len());
         for field in fields {
             self.path.segments.push(Segment::Field(field.name));
@@ -471,10 +475,12 @@ impl<'c, W: Write> Encoder<'c, '_, W> {
                     return Err(self.mismatch(compiled.name_of(ty), value));
                 }
                 self.nested(|e| {
-                    e.writer.write_all(bytes).map_err(|source| ValueError::Codec {
-                        path: e.path.to_string(),
-                        source: source.into(),
-                    })
+                    e.writer
+                        .write_all(bytes)
+                        .map_err(|source| ValueError::Codec {
+                            path: e.path.to_string(),
+                            source: source.into(),
+                        })
                 })
             }
             (TypeExpr::Seq(item), Value::Seq(items)) | (TypeExpr::Set(item), Value::Set(items)) => {
@@ -518,16 +524,14 @@ impl<'c, W: Write> Encoder<'c, '_, W> {
             {
                 let [(header_name, header_value), (entries_name, entries)] = fields.as_slice()
                 else {
-                    return Err(self.mismatch(
-                        format!("{type_name} with fields header, entries"),
-                        value,
-                    ));
+                    return Err(
+                        self.mismatch(format!("{type_name} with fields header, entries"), value)
+                    );
                 };
                 if header_name != "header" || entries_name != "entries" {
-                    return Err(self.mismatch(
-                        format!("{type_name} with fields header, entries"),
-                        value,
-                    ));
+                    return Err(
+                        self.mismatch(format!("{type_name} with fields header, entries"), value)
+                    );
                 }
                 self.at(Segment::Field("header"), |e| e.value(header, header_value))?;
                 self.at(Segment::Field("entries"), |e| {
@@ -576,11 +580,13 @@ impl<'c, W: Write> Encoder<'c, '_, W> {
                 path: self.path.to_string(),
                 type_name: ty.name.to_owned(),
             }),
-            (CompiledKind::Struct(fields), Value::Struct { type_name, fields: values })
-                if type_name == ty.name =>
-            {
-                self.fields(ty.name, fields, values, value)
-            }
+            (
+                CompiledKind::Struct(fields),
+                Value::Struct {
+                    type_name,
+                    fields: values,
+                },
+            ) if type_name == ty.name => self.fields(ty.name, fields, values, value),
             (
                 CompiledKind::Enum(variants),
                 Value::Enum {
@@ -600,10 +606,7 @@ impl<'c, W: Write> Encoder<'c, '_, W> {
                 };
                 if schema_variant.name != variant {
                     return Err(self.mismatch(
-                        format!(
-                            "{}::{} at index {index}",
-                            ty.name, schema_variant.name
-                        ),
+                        format!("{}::{} at index {index}", ty.name, schema_variant.name),
                         value,
                     ));
                 }
@@ -613,7 +616,9 @@ impl<'c, W: Write> Encoder<'c, '_, W> {
                     e.fields(&owner, &schema_variant.fields, values, value)
                 })
             }
-            (CompiledKind::Struct(_), _) => Err(self.mismatch(format!("struct {}", ty.name), value)),
+            (CompiledKind::Struct(_), _) => {
+                Err(self.mismatch(format!("struct {}", ty.name), value))
+            }
             (CompiledKind::Enum(_), _) => Err(self.mismatch(format!("enum {}", ty.name), value)),
         }
     }

@@ -168,13 +168,13 @@ impl<'s> Compiled<'s> {
                 .map(|field| {
                     Ok(CompiledField {
                         name: &field.name,
-                        ty: parser.parse(&field.ty, 0).map_err(|reason| {
-                            ValueError::TypeName {
+                        ty: parser
+                            .parse(&field.ty, 0)
+                            .map_err(|reason| ValueError::TypeName {
                                 owner: format!("{owner}.{}", field.name),
                                 ty: field.ty.clone(),
                                 reason,
-                            }
-                        })?,
+                            })?,
                     })
                 })
                 .collect::<Result<Vec<_>, ValueError>>()
@@ -319,8 +319,9 @@ impl Parser<'_> {
         };
         let arity = match base {
             "String" | "()" | "PhantomData" => 0,
-            "Vec" | "VecDeque" | "BTreeSet" | "HashSet" | "Option" | "Box" | "Arc"
-            | "Wrapping" => 1,
+            "Vec" | "VecDeque" | "BTreeSet" | "HashSet" | "Option" | "Box" | "Arc" | "Wrapping" => {
+                1
+            }
             "BTreeMap" | "HashMap" => 2,
             "FamStructWrapper" if arguments.len() == 1 => {
                 return Err(
@@ -344,7 +345,11 @@ impl Parser<'_> {
             parsed.push(self.parse(argument, depth + 1)?);
         }
         let mut parsed = parsed.into_iter().map(Box::new);
-        let mut next = || parsed.next().ok_or_else(|| format!("`{text}` lacks an argument"));
+        let mut next = || {
+            parsed
+                .next()
+                .ok_or_else(|| format!("`{text}` lacks an argument"))
+        };
         Ok(match base {
             "String" => TypeExpr::String,
             "Vec" | "VecDeque" => TypeExpr::Seq(next()?),
@@ -410,10 +415,7 @@ mod tests {
     fn test_type_expr_built_in_layouts() {
         use TypeExpr::{Array, Map, Named, Option, Scalar as S, Seq, Set, Tuple, Unit};
         let names = ["a::Regs", "a::Ring<a::Regs, 4>"];
-        assert_eq!(
-            parse("Vec<a::Regs>", &names),
-            Ok(Seq(boxed(Named(0))))
-        );
+        assert_eq!(parse("Vec<a::Regs>", &names), Ok(Seq(boxed(Named(0)))));
         assert_eq!(
             parse("[u8; 16]", &names),
             Ok(Array(boxed(S(Scalar::U8)), 16))
@@ -434,7 +436,10 @@ mod tests {
         );
         assert_eq!(
             parse("HashMap<String, [a::Regs; 2]>", &names),
-            Ok(Map(boxed(TypeExpr::String), boxed(Array(boxed(Named(0)), 2))))
+            Ok(Map(
+                boxed(TypeExpr::String),
+                boxed(Array(boxed(Named(0)), 2))
+            ))
         );
         assert_eq!(
             parse("BTreeSet<(usize, isize,)>", &names),

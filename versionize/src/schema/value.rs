@@ -104,9 +104,7 @@ impl PartialEq for Value {
             (V::Char(a), V::Char(b)) => a == b,
             (V::String(a), V::String(b)) => a == b,
             (V::Bytes(a), V::Bytes(b)) => a == b,
-            (V::Seq(a), V::Seq(b)) | (V::Set(a), V::Set(b)) | (V::Tuple(a), V::Tuple(b)) => {
-                a == b
-            }
+            (V::Seq(a), V::Seq(b)) | (V::Set(a), V::Set(b)) | (V::Tuple(a), V::Tuple(b)) => a == b,
             (V::Map(a), V::Map(b)) => a == b,
             (V::Option(a), V::Option(b)) => a == b,
             (
@@ -291,9 +289,12 @@ impl Value {
                 }),
                 _ => J::String(hex(bytes)),
             },
-            Value::Seq(items) | Value::Set(items) | Value::Tuple(items) => {
-                J::Array(items.iter().map(|item| item.to_json_with(options)).collect())
-            }
+            Value::Seq(items) | Value::Set(items) | Value::Tuple(items) => J::Array(
+                items
+                    .iter()
+                    .map(|item| item.to_json_with(options))
+                    .collect(),
+            ),
             Value::Map(entries) => J::Array(
                 entries
                     .iter()
