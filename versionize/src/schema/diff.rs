@@ -180,7 +180,15 @@ impl Differ {
                     type_name: new_name,
                     fields: new_fields,
                 },
-            ) if old_name == new_name => self.fields(old_fields, new_fields),
+            ) => {
+                if old_name != new_name {
+                    self.push(Change::Value {
+                        old: old.kind(),
+                        new: new.kind(),
+                    });
+                }
+                self.fields(old_fields, new_fields);
+            }
             (
                 Value::Enum {
                     type_name: old_name,
