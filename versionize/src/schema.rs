@@ -15,6 +15,13 @@
 //! every reachable type to its newest version ([`check_latest`]), and writes the file of a
 //! new app version when asked to, never one that exists.
 //!
+//! A schema also describes every byte of the states of its app version, so tools read them
+//! without the Rust types: [`decode_value`] turns a state into a [`Value`] by following the
+//! schema (the way an Avro reader uses the writer's schema), [`encode_value`] writes a value
+//! back to the same bytes, [`Value::to_json`] renders it for `jq` without losing a bit of a
+//! 64-bit value, and [`diff_values`] lists field-level differences between two states
+//! (`vcpus[1].regs.rip: 0x1000 -> 0x1004`), byte strings summarised by page.
+//!
 //! # Example
 //! ```
 //! use versionize::schema::{compare, export};
