@@ -959,6 +959,16 @@ fn test_schema_value_garbage_schemas_are_errors() {
         error.ends_with(": nesting deeper than the limit of 128"),
         "{error}"
     );
+    // Options nested as deep as a type expression may go, inside a type that contains
+    // itself: the options are not nesting levels of the typed decoders, and must not be a
+    // recursion the depth limit does not see (127 x 128 frames overflowed the stack).
+    let options = format!("{}a::A{}", "Option<".repeat(126), ">".repeat(126));
+    let deep = schema_with("a::A", &structure("a::A", &[field("next", &options)]));
+    let error = decode(&deep, &vec![1; 200_000]);
+    assert!(
+        error.ends_with(": nesting deeper than the limit of 128"),
+        "{error}"
+    );
     // A huge array of nothing: refused by the budget before the loop.
     let huge = schema_with("[(); 18446744073709551615]", "");
     assert!(decode(&huge, &[]).contains("decode budget exceeded"));
@@ -996,4 +1006,56 @@ fn test_schema_value_fam_struct_wrapper_layout() {
     let mut again = Vec::new();
     encode_value(&schema, &value, &mut again, &Limits::default()).unwrap();
     assert_eq!(again, bytes);
+}
+
+/// A value built by hand may nest deeper than a decoder would accept: encoding refuses it
+/// at the depth limit instead of recursing without bound, and writes what decodes back.
+#[test]
+fn test_schema_value_encode_depth_is_bounded_like_decoding() {
+    let schema = Schema::from_json(
+        r#"{"format": 2, "app_version": 1, "root": "a::List", "types": {
+            "a::List": {"name": "a::List", "version": 1, "latest_version": 1, "kind": {"struct": {"fields": [
+                {"name": "next", "ty": "Option<a::List>", "start": 1, "end": null, "present": true}]}}}}}"#,
+    )
+    .unwrap();
+    let list = |len: usize| {
+        let mut value = Value::Option(None);
+        for _ in 0..len {
+            value = Value::Option(Some(Box::new(Value::Struct {
+                type_name: "a::List".to_owned(),
+                fields: vec![("next".to_owned(), value)],
+            })));
+        }
+        let Value::Option(Some(root)) = value else {
+            panic!("empty list")
+        };
+        *root
+    };
+    let limits = Limits::default().with_max_depth(100);
+    let mut bytes = Vec::new();
+    encode_value(&schema, &list(100), &mut bytes, &limits).unwrap();
+    assert_eq!(bytes.len(), 100);
+    let back = decode_value(&schema, &mut bytes.as_slice(), &limits).unwrap();
+    assert_eq!(back, list(100));
+
+    let error = encode_value(&schema, &list(101), &mut Vec::new(), &limits).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ValueError::Codec {
+                source: VersionizeError::DepthLimit { limit: 100 },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let mut deeper = Vec::new();
+    encode_value(&schema, &list(101), &mut deeper, &Limits::default()).unwrap();
+    let error = decode_value(&schema, &mut deeper.as_slice(), &limits).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .ends_with("nesting deeper than the limit of 100"),
+        "{error}"
+    );
 }

@@ -198,101 +198,147 @@ impl<'s, R: Read> Decoder<'_, 's, R> {
         T::deserialize(self.reader, self.map, 1).map_err(|e| self.error(e))
     }
 
-    fn value(&mut self, ty: &TypeExpr) -> Result<Value, ValueError> {
-        Ok(match ty {
-            TypeExpr::Scalar(scalar) => self.scalar(*scalar)?,
-            TypeExpr::String => Value::String(self.read()?),
-            TypeExpr::Unit => Value::Unit,
-            TypeExpr::Seq(item) | TypeExpr::Set(item) => {
-                if matches!(ty, TypeExpr::Seq(_)) && **item == TypeExpr::Scalar(Scalar::U8) {
-                    return Ok(Value::Bytes(self.read()?));
-                }
-                let scope = self.enter()?;
-                let len = scope
-                    .read_collection_len(self.reader, self.map.limits(), size_of::<Value>())
-                    .map_err(|e| self.error(e))?;
-                let items = self.items(item, len)?;
-                if matches!(ty, TypeExpr::Seq(_)) {
-                    Value::Seq(items)
-                } else {
-                    Value::Set(items)
-                }
+    /// Reads a value of type `ty`. Chains of `Option` and `Wrapping`, which the typed
+    /// decoders do not count as nesting levels, are followed in a loop rather than by
+    /// recursion, so that a hostile schema cannot nest them to overflow the stack.
+    fn value(&mut self, mut ty: &TypeExpr) -> Result<Value, ValueError> {
+        let mut somes = 0usize;
+        let mut value = loop {
+            match ty {
+                TypeExpr::Option(item) => match self.read::<u8>()? {
+                    0 => break Value::Option(None),
+                    1 => {
+                        somes += 1;
+                        ty = item;
+                    }
+                    tag => return Err(self.error(VersionizeError::InvalidOptionTag(tag))),
+                },
+                TypeExpr::Wrapping(item) => ty = item,
+                other => break self.nested_value(other)?,
             }
-            TypeExpr::Array(item, len) => {
-                let scope = self.enter()?;
-                if **item == TypeExpr::Scalar(Scalar::U8) {
-                    scope.charge(*len).map_err(|e| self.error(e))?;
-                    let len = usize_of(*len, "array length").map_err(|e| self.error(e))?;
-                    let mut bytes = Vec::new();
-                    u8::deserialize_into_vec(self.reader, self.map, 1, len, &mut bytes)
-                        .map_err(|e| self.error(e))?;
-                    return Ok(Value::Bytes(bytes));
-                }
-                scope
-                    .charge(len.saturating_mul(VALUE_SIZE))
-                    .map_err(|e| self.error(e))?;
-                let len = usize_of(*len, "array length").map_err(|e| self.error(e))?;
-                Value::Seq(self.items(item, len)?)
-            }
-            TypeExpr::Map(key, value) => {
-                let scope = self.enter()?;
-                let len = scope
-                    .read_collection_len(self.reader, self.map.limits(), 2 * size_of::<Value>())
-                    .map_err(|e| self.error(e))?;
-                let mut entries = Vec::with_capacity(initial_capacity(len));
-                for at in 0..len {
-                    self.path.segments.push(Segment::Index(at as u64));
-                    self.path.segments.push(Segment::Field("key"));
-                    let k = self.value(key)?;
-                    self.path.segments.pop();
-                    self.path.segments.push(Segment::Field("value"));
-                    let v = self.value(value)?;
-                    self.path.segments.pop();
-                    self.path.segments.pop();
-                    entries.push((k, v));
-                }
-                Value::Map(entries)
-            }
-            TypeExpr::Option(item) => match self.read::<u8>()? {
-                0 => Value::Option(None),
-                1 => Value::Option(Some(Box::new(self.value(item)?))),
-                tag => return Err(self.error(VersionizeError::InvalidOptionTag(tag))),
-            },
-            TypeExpr::Boxed(item) => {
-                let _scope = self.enter()?;
-                self.value(item)?
-            }
-            TypeExpr::Wrapping(item) => self.value(item)?,
-            TypeExpr::Tuple(items) => {
-                let scope = self.enter()?;
-                let count = items.len() as u64;
-                scope
-                    .charge(count.saturating_mul(VALUE_SIZE))
-                    .map_err(|e| self.error(e))?;
-                let mut values = Vec::with_capacity(items.len());
-                for (at, item) in items.iter().enumerate() {
-                    self.path.segments.push(Segment::Index(at as u64));
-                    values.push(self.value(item)?);
-                    self.path.segments.pop();
-                }
-                Value::Tuple(values)
-            }
-            TypeExpr::Fam(header, entry) => {
-                self.path.segments.push(Segment::Field("header"));
-                let header = self.value(header)?;
-                self.path.segments.pop();
-                self.path.segments.push(Segment::Field("entries"));
-                let entries = self.value(&TypeExpr::Seq(entry.clone()))?;
-                self.path.segments.pop();
-                Value::Struct {
-                    type_name: self.compiled.name_of(ty),
-                    fields: vec![
-                        ("header".to_owned(), header),
-                        ("entries".to_owned(), entries),
-                    ],
-                }
-            }
-            TypeExpr::Named(at) => self.named(*at)?,
+        };
+        for _ in 0..somes {
+            value = Value::Option(Some(Box::new(value)));
+        }
+        Ok(value)
+    }
+
+    /// Reads a value whose type is neither `Option` nor `Wrapping`.
+    ///
+    /// Each kind has its own function: the frames of this recursion stay small (in debug
+    /// builds a function's frame holds the locals of all its arms), so that the nesting the
+    /// limits allow fits the stack of a thread.
+    fn nested_value(&mut self, ty: &TypeExpr) -> Result<Value, ValueError> {
+        match ty {
+            TypeExpr::Scalar(scalar) => self.scalar(*scalar),
+            TypeExpr::String => self.read().map(Value::String),
+            TypeExpr::Unit => Ok(Value::Unit),
+            TypeExpr::Seq(item) => self.seq(item),
+            TypeExpr::Set(item) => self.counted(item).map(Value::Set),
+            TypeExpr::Array(item, len) => self.array(item, *len),
+            TypeExpr::Map(key, value) => self.map(key, value),
+            TypeExpr::Option(_) | TypeExpr::Wrapping(_) => self.value(ty),
+            TypeExpr::Boxed(item) => self.boxed(item),
+            TypeExpr::Tuple(items) => self.tuple(items),
+            TypeExpr::Fam(header, entry) => self.fam(ty, header, entry),
+            TypeExpr::Named(at) => self.named(*at),
+        }
+    }
+
+    /// `Vec<T>`, `VecDeque<T>`: bytes for `u8`, else a sequence.
+    fn seq(&mut self, item: &TypeExpr) -> Result<Value, ValueError> {
+        if *item == TypeExpr::Scalar(Scalar::U8) {
+            return self.read().map(Value::Bytes);
+        }
+        self.counted(item).map(Value::Seq)
+    }
+
+    /// A `u64` count checked and charged, then that many elements.
+    fn counted(&mut self, item: &TypeExpr) -> Result<Vec<Value>, ValueError> {
+        let scope = self.enter()?;
+        let len = scope
+            .read_collection_len(self.reader, self.map.limits(), size_of::<Value>())
+            .map_err(|e| self.error(e))?;
+        self.items(item, len)
+    }
+
+    fn array(&mut self, item: &TypeExpr, len: u64) -> Result<Value, ValueError> {
+        let scope = self.enter()?;
+        if *item == TypeExpr::Scalar(Scalar::U8) {
+            scope.charge(len).map_err(|e| self.error(e))?;
+            let len = usize_of(len, "array length").map_err(|e| self.error(e))?;
+            let mut bytes = Vec::new();
+            u8::deserialize_into_vec(self.reader, self.map, 1, len, &mut bytes)
+                .map_err(|e| self.error(e))?;
+            return Ok(Value::Bytes(bytes));
+        }
+        scope
+            .charge(len.saturating_mul(VALUE_SIZE))
+            .map_err(|e| self.error(e))?;
+        let len = usize_of(len, "array length").map_err(|e| self.error(e))?;
+        self.items(item, len).map(Value::Seq)
+    }
+
+    fn map(&mut self, key: &TypeExpr, value: &TypeExpr) -> Result<Value, ValueError> {
+        let scope = self.enter()?;
+        let len = scope
+            .read_collection_len(self.reader, self.map.limits(), 2 * size_of::<Value>())
+            .map_err(|e| self.error(e))?;
+        let mut entries = Vec::with_capacity(initial_capacity(len));
+        for at in 0..len {
+            self.path.segments.push(Segment::Index(at as u64));
+            self.path.segments.push(Segment::Field("key"));
+            let k = self.value(key)?;
+            self.path.segments.pop();
+            self.path.segments.push(Segment::Field("value"));
+            let v = self.value(value)?;
+            self.path.segments.pop();
+            self.path.segments.pop();
+            entries.push((k, v));
+        }
+        Ok(Value::Map(entries))
+    }
+
+    fn boxed(&mut self, item: &TypeExpr) -> Result<Value, ValueError> {
+        let _scope = self.enter()?;
+        self.value(item)
+    }
+
+    fn tuple(&mut self, items: &[TypeExpr]) -> Result<Value, ValueError> {
+        let scope = self.enter()?;
+        let count = items.len() as u64;
+        scope
+            .charge(count.saturating_mul(VALUE_SIZE))
+            .map_err(|e| self.error(e))?;
+        let mut values = Vec::with_capacity(items.len());
+        for (at, item) in items.iter().enumerate() {
+            self.path.segments.push(Segment::Index(at as u64));
+            values.push(self.value(item)?);
+            self.path.segments.pop();
+        }
+        Ok(Value::Tuple(values))
+    }
+
+    fn fam(
+        &mut self,
+        ty: &TypeExpr,
+        header: &TypeExpr,
+        entry: &TypeExpr,
+    ) -> Result<Value, ValueError> {
+        // One level, so that a header that is itself a wrapper cannot recurse without bound.
+        let _scope = self.enter()?;
+        self.path.segments.push(Segment::Field("header"));
+        let header = self.value(header)?;
+        self.path.segments.pop();
+        self.path.segments.push(Segment::Field("entries"));
+        let entries = self.seq(entry)?;
+        self.path.segments.pop();
+        Ok(Value::Struct {
+            type_name: self.compiled.name_of(ty),
+            fields: vec![
+                ("header".to_owned(), header),
+                ("entries".to_owned(), entries),
+            ],
         })
     }
 
@@ -457,90 +503,148 @@ impl<'c, W: Write> Encoder<'c, '_, W> {
         result
     }
 
-    fn value(&mut self, ty: &TypeExpr, value: &Value) -> Result<(), ValueError> {
-        let compiled = self.compiled;
+    /// Writes `value` as type `ty`; `Option` and `Wrapping` chains in a loop, as the
+    /// decoder reads them.
+    fn value(&mut self, mut ty: &TypeExpr, mut value: &Value) -> Result<(), ValueError> {
+        loop {
+            match (ty, value) {
+                (TypeExpr::Option(_), Value::Option(None)) => return self.write(&0u8),
+                (TypeExpr::Option(item), Value::Option(Some(inner))) => {
+                    self.write(&1u8)?;
+                    ty = item;
+                    value = inner;
+                }
+                (TypeExpr::Wrapping(item), _) => ty = item,
+                _ => return self.nested_value(ty, value),
+            }
+        }
+    }
+
+    /// Writes a value whose type is neither `Option` nor `Wrapping` (or does not match),
+    /// each kind in its own function to keep the frames of the recursion small.
+    fn nested_value(&mut self, ty: &TypeExpr, value: &Value) -> Result<(), ValueError> {
+        let u8_items = |item: &TypeExpr| *item == TypeExpr::Scalar(Scalar::U8);
         match (ty, value) {
             (TypeExpr::Scalar(scalar), value) => self.scalar(*scalar, value),
             (TypeExpr::String, Value::String(text)) => self.nested(|e| e.write(text)),
             (TypeExpr::Unit, Value::Unit) => Ok(()),
-            (TypeExpr::Seq(item), Value::Bytes(bytes))
-                if **item == TypeExpr::Scalar(Scalar::U8) =>
-            {
+            (TypeExpr::Seq(item), Value::Bytes(bytes)) if u8_items(item) => {
                 self.nested(|e| e.write(bytes))
             }
-            (TypeExpr::Array(item, len), Value::Bytes(bytes))
-                if **item == TypeExpr::Scalar(Scalar::U8) =>
-            {
-                if bytes.len() as u64 != *len {
-                    return Err(self.mismatch(compiled.name_of(ty), value));
-                }
-                self.nested(|e| {
-                    e.writer
-                        .write_all(bytes)
-                        .map_err(|source| ValueError::Codec {
-                            path: e.path.to_string(),
-                            source: source.into(),
-                        })
-                })
+            (TypeExpr::Array(item, len), Value::Bytes(bytes)) if u8_items(item) => {
+                self.byte_array(ty, *len, bytes, value)
             }
             (TypeExpr::Seq(item), Value::Seq(items)) | (TypeExpr::Set(item), Value::Set(items)) => {
-                self.nested(|e| {
-                    e.write_len(items.len())?;
-                    e.items(item, items)
-                })
+                self.counted(item, items)
             }
             (TypeExpr::Array(item, len), Value::Seq(items)) => {
-                if items.len() as u64 != *len {
-                    return Err(self.mismatch(compiled.name_of(ty), value));
-                }
-                self.nested(|e| e.items(item, items))
+                self.array(ty, item, *len, items, value)
             }
-            (TypeExpr::Map(key, value_ty), Value::Map(entries)) => self.nested(|e| {
-                e.write_len(entries.len())?;
-                for (at, (k, v)) in entries.iter().enumerate() {
-                    e.at(Segment::Index(at as u64), |e| {
-                        e.at(Segment::Field("key"), |e| e.value(key, k))?;
-                        e.at(Segment::Field("value"), |e| e.value(value_ty, v))
-                    })?;
-                }
-                Ok(())
-            }),
-            (TypeExpr::Option(_), Value::Option(None)) => self.write(&0u8),
-            (TypeExpr::Option(item), Value::Option(Some(inner))) => {
-                self.write(&1u8)?;
-                self.value(item, inner)
-            }
+            (TypeExpr::Map(key, value_ty), Value::Map(entries)) => self.map(key, value_ty, entries),
             (TypeExpr::Boxed(item), value) => self.nested(|e| e.value(item, value)),
-            (TypeExpr::Wrapping(item), value) => self.value(item, value),
-            (TypeExpr::Tuple(types), Value::Tuple(items)) if types.len() == items.len() => self
-                .nested(|e| {
-                    for (at, (ty, item)) in types.iter().zip(items).enumerate() {
-                        e.at(Segment::Index(at as u64), |e| e.value(ty, item))?;
-                    }
-                    Ok(())
-                }),
-            (TypeExpr::Fam(header, entry), Value::Struct { type_name, fields })
-                if *type_name == compiled.name_of(ty) =>
-            {
-                let [(header_name, header_value), (entries_name, entries)] = fields.as_slice()
-                else {
-                    return Err(
-                        self.mismatch(format!("{type_name} with fields header, entries"), value)
-                    );
-                };
-                if header_name != "header" || entries_name != "entries" {
-                    return Err(
-                        self.mismatch(format!("{type_name} with fields header, entries"), value)
-                    );
-                }
-                self.at(Segment::Field("header"), |e| e.value(header, header_value))?;
-                self.at(Segment::Field("entries"), |e| {
-                    e.value(&TypeExpr::Seq(entry.clone()), entries)
-                })
+            (TypeExpr::Tuple(types), Value::Tuple(items)) if types.len() == items.len() => {
+                self.tuple(types, items)
+            }
+            (TypeExpr::Fam(header, entry), Value::Struct { .. }) => {
+                self.fam(ty, header, entry, value)
             }
             (TypeExpr::Named(at), value) => self.nested(|e| e.named(*at, value)),
-            (ty, value) => Err(self.mismatch(compiled.name_of(ty), value)),
+            (ty, value) => Err(self.mismatch(self.compiled.name_of(ty), value)),
         }
+    }
+
+    fn byte_array(
+        &mut self,
+        ty: &TypeExpr,
+        len: u64,
+        bytes: &[u8],
+        value: &Value,
+    ) -> Result<(), ValueError> {
+        if bytes.len() as u64 != len {
+            return Err(self.mismatch(self.compiled.name_of(ty), value));
+        }
+        self.nested(|e| {
+            e.writer
+                .write_all(bytes)
+                .map_err(|source| ValueError::Codec {
+                    path: e.path.to_string(),
+                    source: source.into(),
+                })
+        })
+    }
+
+    fn counted(&mut self, item: &TypeExpr, items: &[Value]) -> Result<(), ValueError> {
+        self.nested(|e| {
+            e.write_len(items.len())?;
+            e.items(item, items)
+        })
+    }
+
+    fn array(
+        &mut self,
+        ty: &TypeExpr,
+        item: &TypeExpr,
+        len: u64,
+        items: &[Value],
+        value: &Value,
+    ) -> Result<(), ValueError> {
+        if items.len() as u64 != len {
+            return Err(self.mismatch(self.compiled.name_of(ty), value));
+        }
+        self.nested(|e| e.items(item, items))
+    }
+
+    fn map(
+        &mut self,
+        key: &TypeExpr,
+        value_ty: &TypeExpr,
+        entries: &[(Value, Value)],
+    ) -> Result<(), ValueError> {
+        self.nested(|e| {
+            e.write_len(entries.len())?;
+            for (at, (k, v)) in entries.iter().enumerate() {
+                e.at(Segment::Index(at as u64), |e| {
+                    e.at(Segment::Field("key"), |e| e.value(key, k))?;
+                    e.at(Segment::Field("value"), |e| e.value(value_ty, v))
+                })?;
+            }
+            Ok(())
+        })
+    }
+
+    fn tuple(&mut self, types: &[TypeExpr], items: &[Value]) -> Result<(), ValueError> {
+        self.nested(|e| {
+            for (at, (ty, item)) in types.iter().zip(items).enumerate() {
+                e.at(Segment::Index(at as u64), |e| e.value(ty, item))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn fam(
+        &mut self,
+        ty: &TypeExpr,
+        header: &TypeExpr,
+        entry: &TypeExpr,
+        value: &Value,
+    ) -> Result<(), ValueError> {
+        let name = self.compiled.name_of(ty);
+        let expected = || format!("{name} with fields header, entries");
+        let Value::Struct { type_name, fields } = value else {
+            return Err(self.mismatch(expected(), value));
+        };
+        let [(header_name, header_value), (entries_name, entries)] = fields.as_slice() else {
+            return Err(self.mismatch(expected(), value));
+        };
+        if *type_name != name || header_name != "header" || entries_name != "entries" {
+            return Err(self.mismatch(expected(), value));
+        }
+        self.nested(|e| {
+            e.at(Segment::Field("header"), |e| e.value(header, header_value))?;
+            e.at(Segment::Field("entries"), |e| {
+                e.value(&TypeExpr::Seq(Box::new(entry.clone())), entries)
+            })
+        })
     }
 
     fn items(&mut self, item: &TypeExpr, items: &[Value]) -> Result<(), ValueError> {
