@@ -686,11 +686,12 @@ fn test_schema_value_limits_bound_the_decode() {
         ),
         "{error:?}"
     );
-    // The typed decoder and the schema decoder count nesting alike.
-    let map = version_map().with_limits(shallow);
-    assert!(Machine::deserialize(&mut bytes.as_slice(), &map, 3).is_err());
+    // The schema decoder counts nesting as the typed decoder does, plus one level per
+    // `Some`: it never accepts a nesting that the typed decoder refuses, and needs at most
+    // one level per `Option` more.
     let (machine_map, _, _, _) = sample();
-    let depth_of = |limits: Limits| {
+    let accepts = |depth: u32| {
+        let limits = Limits::default().with_max_depth(depth);
         let typed = Machine::deserialize(
             &mut bytes.as_slice(),
             &machine_map.clone().with_limits(limits),
@@ -700,10 +701,14 @@ fn test_schema_value_limits_bound_the_decode() {
         let schema_ok = decode_value(&schema, &mut bytes.as_slice(), &limits).is_ok();
         (typed, schema_ok)
     };
-    for depth in 1..8 {
-        let (typed, schema_ok) = depth_of(Limits::default().with_max_depth(depth));
-        assert_eq!(typed, schema_ok, "max depth {depth}");
+    let typed_needs = (1..16).find(|&depth| accepts(depth).0).unwrap();
+    let schema_needs = (1..16).find(|&depth| accepts(depth).1).unwrap();
+    for depth in 1..16 {
+        let (typed, schema_ok) = accepts(depth);
+        assert!(typed || !schema_ok, "max depth {depth}");
     }
+    // `chain` is `Option<Box<Node>>` holding one node whose `next` is `None`.
+    assert_eq!(schema_needs, typed_needs + 1);
 }
 
 #[test]
@@ -1031,7 +1036,8 @@ fn test_schema_value_encode_depth_is_bounded_like_decoding() {
         };
         *root
     };
-    let limits = Limits::default().with_max_depth(100);
+    // `list(n)`: n structs and n - 1 `Some`s, one level each.
+    let limits = Limits::default().with_max_depth(199);
     let mut bytes = Vec::new();
     encode_value(&schema, &list(100), &mut bytes, &limits).unwrap();
     assert_eq!(bytes.len(), 100);
@@ -1043,19 +1049,20 @@ fn test_schema_value_encode_depth_is_bounded_like_decoding() {
         matches!(
             error,
             ValueError::Codec {
-                source: VersionizeError::DepthLimit { limit: 100 },
+                source: VersionizeError::DepthLimit { limit: 199 },
                 ..
             }
         ),
         "{error:?}"
     );
     let mut deeper = Vec::new();
-    encode_value(&schema, &list(101), &mut deeper, &Limits::default()).unwrap();
+    let generous = Limits::default().with_max_depth(400);
+    encode_value(&schema, &list(101), &mut deeper, &generous).unwrap();
     let error = decode_value(&schema, &mut deeper.as_slice(), &limits).unwrap_err();
     assert!(
         error
             .to_string()
-            .ends_with("nesting deeper than the limit of 100"),
+            .ends_with("nesting deeper than the limit of 199"),
         "{error}"
     );
 }

@@ -24,7 +24,9 @@ const VALUE_SIZE: u64 = size_of::<Value>() as u64;
 /// value is what is on the wire.
 ///
 /// Decoding is bounded as the typed decoders are: the string and collection caps and the
-/// nesting depth of `limits` apply, and the budget is charged for what the value holds (each
+/// nesting depth of `limits` apply (each `Some` counting as one level more than in the typed
+/// decoders, since a schema file, unlike a Rust type, may nest options without end), and
+/// the budget is charged for what the value holds (each
 /// element of a collection takes `size_of::<Value>()` bytes of it, each byte of a byte
 /// string or `String` one, each struct its fields), before anything is allocated.
 ///
@@ -198,17 +200,21 @@ impl<'s, R: Read> Decoder<'_, 's, R> {
         T::deserialize(self.reader, self.map, 1).map_err(|e| self.error(e))
     }
 
-    /// Reads a value of type `ty`. Chains of `Option` and `Wrapping`, which the typed
-    /// decoders do not count as nesting levels, are followed in a loop rather than by
-    /// recursion, so that a hostile schema cannot nest them to overflow the stack.
+    /// Reads a value of type `ty`.
+    ///
+    /// Each `Some` is one nesting level (the typed decoders do not count `Option`, whose
+    /// nesting the Rust type bounds; here the schema, which may be hostile, sets it), so
+    /// that the depth of every decoded value, and of the recursion of everything that
+    /// walks it (rendering, comparing, dropping), stays within the limit. Chains of
+    /// `Option` and `Wrapping` are followed in a loop.
     fn value(&mut self, mut ty: &TypeExpr) -> Result<Value, ValueError> {
-        let mut somes = 0usize;
+        let mut somes = Vec::new();
         let mut value = loop {
             match ty {
                 TypeExpr::Option(item) => match self.read::<u8>()? {
                     0 => break Value::Option(None),
                     1 => {
-                        somes += 1;
+                        somes.push(self.enter()?);
                         ty = item;
                     }
                     tag => return Err(self.error(VersionizeError::InvalidOptionTag(tag))),
@@ -217,7 +223,7 @@ impl<'s, R: Read> Decoder<'_, 's, R> {
                 other => break self.nested_value(other)?,
             }
         };
-        for _ in 0..somes {
+        for _ in somes.drain(..) {
             value = Value::Option(Some(Box::new(value)));
         }
         Ok(value)
@@ -473,11 +479,8 @@ impl<'c, W: Write> Encoder<'c, '_, W> {
         self.write(&(len as u64))
     }
 
-    /// One level of nesting, counted where the decoder counts one.
-    fn nested(
-        &mut self,
-        encode: impl FnOnce(&mut Self) -> Result<(), ValueError>,
-    ) -> Result<(), ValueError> {
+    /// Enters one nesting level; the caller restores `depth`.
+    fn deeper(&mut self) -> Result<(), ValueError> {
         if self.depth >= self.max_depth {
             return Err(ValueError::Codec {
                 path: self.path.to_string(),
@@ -487,6 +490,15 @@ impl<'c, W: Write> Encoder<'c, '_, W> {
             });
         }
         self.depth += 1;
+        Ok(())
+    }
+
+    /// One level of nesting, counted where the decoder counts one.
+    fn nested(
+        &mut self,
+        encode: impl FnOnce(&mut Self) -> Result<(), ValueError>,
+    ) -> Result<(), ValueError> {
+        self.deeper()?;
         let result = encode(self);
         self.depth -= 1;
         result
@@ -506,18 +518,27 @@ impl<'c, W: Write> Encoder<'c, '_, W> {
     /// Writes `value` as type `ty`; `Option` and `Wrapping` chains in a loop, as the
     /// decoder reads them.
     fn value(&mut self, mut ty: &TypeExpr, mut value: &Value) -> Result<(), ValueError> {
-        loop {
+        let depth = self.depth;
+        let result = loop {
             match (ty, value) {
-                (TypeExpr::Option(_), Value::Option(None)) => return self.write(&0u8),
+                (TypeExpr::Option(_), Value::Option(None)) => break self.write(&0u8),
                 (TypeExpr::Option(item), Value::Option(Some(inner))) => {
-                    self.write(&1u8)?;
+                    // One level per `Some`, as the decoder counts them.
+                    if let Err(error) = self.deeper() {
+                        break Err(error);
+                    }
+                    if let Err(error) = self.write(&1u8) {
+                        break Err(error);
+                    }
                     ty = item;
                     value = inner;
                 }
                 (TypeExpr::Wrapping(item), _) => ty = item,
-                _ => return self.nested_value(ty, value),
+                _ => break self.nested_value(ty, value),
             }
-        }
+        };
+        self.depth = depth;
+        result
     }
 
     /// Writes a value whose type is neither `Option` nor `Wrapping` (or does not match),
