@@ -795,6 +795,14 @@ fn test_schema_value_encode_refuses_values_of_another_layout() {
         )),
         "pair[1]: expected i64, found u64"
     );
+    assert_eq!(
+        encode(&with("tags", Value::Seq(vec![]))),
+        "tags: expected HashSet<u16>, found a sequence of 0"
+    );
+    assert_eq!(
+        encode(&with("queue", Value::Set(vec![]))),
+        "queue: expected VecDeque<u32>, found a set of 0"
+    );
     // A field of another app version: `legacy` is retired at Machine v3.
     let mut extra = fields.clone();
     extra.push(("legacy".to_owned(), Value::U8(0)));

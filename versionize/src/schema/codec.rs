@@ -239,12 +239,12 @@ impl<'s, R: Read> Decoder<'_, 's, R> {
             TypeExpr::Scalar(scalar) => self.scalar(*scalar),
             TypeExpr::String => self.read().map(Value::String),
             TypeExpr::Unit => Ok(Value::Unit),
-            TypeExpr::Seq(item) => self.seq(item),
-            TypeExpr::Set(item) => self.counted(item).map(Value::Set),
+            TypeExpr::Seq(_, item) => self.seq(item),
+            TypeExpr::Set(_, item) => self.counted(item).map(Value::Set),
             TypeExpr::Array(item, len) => self.array(item, *len),
-            TypeExpr::Map(key, value) => self.map(key, value),
+            TypeExpr::Map(_, key, value) => self.map(key, value),
             TypeExpr::Option(_) | TypeExpr::Wrapping(_) => self.value(ty),
-            TypeExpr::Boxed(item) => self.boxed(item),
+            TypeExpr::Boxed(_, item) => self.boxed(item),
             TypeExpr::Tuple(items) => self.tuple(items),
             TypeExpr::Fam(header, entry) => self.fam(ty, header, entry),
             TypeExpr::Named(at) => self.named(*at),
@@ -549,20 +549,21 @@ impl<'c, W: Write> Encoder<'c, '_, W> {
             (TypeExpr::Scalar(scalar), value) => self.scalar(*scalar, value),
             (TypeExpr::String, Value::String(text)) => self.nested(|e| e.write(text)),
             (TypeExpr::Unit, Value::Unit) => Ok(()),
-            (TypeExpr::Seq(item), Value::Bytes(bytes)) if u8_items(item) => {
+            (TypeExpr::Seq(_, item), Value::Bytes(bytes)) if u8_items(item) => {
                 self.nested(|e| e.write(bytes))
             }
             (TypeExpr::Array(item, len), Value::Bytes(bytes)) if u8_items(item) => {
                 self.byte_array(ty, *len, bytes, value)
             }
-            (TypeExpr::Seq(item), Value::Seq(items)) | (TypeExpr::Set(item), Value::Set(items)) => {
-                self.counted(item, items)
-            }
+            (TypeExpr::Seq(_, item), Value::Seq(items))
+            | (TypeExpr::Set(_, item), Value::Set(items)) => self.counted(item, items),
             (TypeExpr::Array(item, len), Value::Seq(items)) => {
                 self.array(ty, item, *len, items, value)
             }
-            (TypeExpr::Map(key, value_ty), Value::Map(entries)) => self.map(key, value_ty, entries),
-            (TypeExpr::Boxed(item), value) => self.nested(|e| e.value(item, value)),
+            (TypeExpr::Map(_, key, value_ty), Value::Map(entries)) => {
+                self.map(key, value_ty, entries)
+            }
+            (TypeExpr::Boxed(_, item), value) => self.nested(|e| e.value(item, value)),
             (TypeExpr::Tuple(types), Value::Tuple(items)) if types.len() == items.len() => {
                 self.tuple(types, items)
             }
@@ -663,7 +664,7 @@ impl<'c, W: Write> Encoder<'c, '_, W> {
         self.nested(|e| {
             e.at(Segment::Field("header"), |e| e.value(header, header_value))?;
             e.at(Segment::Field("entries"), |e| {
-                e.value(&TypeExpr::Seq(Box::new(entry.clone())), entries)
+                e.value(&TypeExpr::Seq("Vec", Box::new(entry.clone())), entries)
             })
         })
     }

@@ -86,18 +86,19 @@ pub(super) enum TypeExpr {
     String,
     /// `()` and `PhantomData`: no bytes.
     Unit,
-    /// `Vec<T>`, `VecDeque<T>`: a `u64` count, then the elements.
-    Seq(Box<TypeExpr>),
-    /// `BTreeSet<T>`, `HashSet<T>`: as a sequence.
-    Set(Box<TypeExpr>),
-    /// `BTreeMap<K, V>`, `HashMap<K, V>`: a `u64` count, then key and value pairs.
-    Map(Box<TypeExpr>, Box<TypeExpr>),
+    /// `Vec<T>`, `VecDeque<T>` (named): a `u64` count, then the elements.
+    Seq(&'static str, Box<TypeExpr>),
+    /// `BTreeSet<T>`, `HashSet<T>` (named): as a sequence.
+    Set(&'static str, Box<TypeExpr>),
+    /// `BTreeMap<K, V>`, `HashMap<K, V>` (named): a `u64` count, then key and value pairs.
+    Map(&'static str, Box<TypeExpr>, Box<TypeExpr>),
     /// `[T; N]`: `N` elements, no count.
     Array(Box<TypeExpr>, u64),
     /// `Option<T>`: a 0/1 tag byte, then the value.
     Option(Box<TypeExpr>),
-    /// `Box<T>`, `Arc<T>`: the value (one decode level, as the built-in impls count it).
-    Boxed(Box<TypeExpr>),
+    /// `Box<T>`, `Arc<T>` (named): the value (one decode level, as the built-in impls
+    /// count it).
+    Boxed(&'static str, Box<TypeExpr>),
     /// `Wrapping<T>`: the value.
     Wrapping(Box<TypeExpr>),
     /// A tuple: the elements in order.
@@ -224,14 +225,14 @@ impl<'s> Compiled<'s> {
             TypeExpr::Scalar(scalar) => scalar.name().to_owned(),
             TypeExpr::String => "String".to_owned(),
             TypeExpr::Unit => "()".to_owned(),
-            TypeExpr::Seq(item) => format!("Vec<{}>", self.name_of(item)),
-            TypeExpr::Set(item) => format!("BTreeSet<{}>", self.name_of(item)),
-            TypeExpr::Map(key, value) => {
-                format!("BTreeMap<{}, {}>", self.name_of(key), self.name_of(value))
+            TypeExpr::Seq(base, item) | TypeExpr::Set(base, item) | TypeExpr::Boxed(base, item) => {
+                format!("{base}<{}>", self.name_of(item))
+            }
+            TypeExpr::Map(base, key, value) => {
+                format!("{base}<{}, {}>", self.name_of(key), self.name_of(value))
             }
             TypeExpr::Array(item, len) => format!("[{}; {len}]", self.name_of(item)),
             TypeExpr::Option(item) => format!("Option<{}>", self.name_of(item)),
-            TypeExpr::Boxed(item) => format!("Box<{}>", self.name_of(item)),
             TypeExpr::Wrapping(item) => format!("Wrapping<{}>", self.name_of(item)),
             TypeExpr::Tuple(items) => {
                 let names: Vec<String> = items.iter().map(|item| self.name_of(item)).collect();
@@ -352,12 +353,16 @@ impl Parser<'_> {
         };
         Ok(match base {
             "String" => TypeExpr::String,
-            "Vec" | "VecDeque" => TypeExpr::Seq(next()?),
-            "BTreeSet" | "HashSet" => TypeExpr::Set(next()?),
+            "Vec" => TypeExpr::Seq("Vec", next()?),
+            "VecDeque" => TypeExpr::Seq("VecDeque", next()?),
+            "BTreeSet" => TypeExpr::Set("BTreeSet", next()?),
+            "HashSet" => TypeExpr::Set("HashSet", next()?),
             "Option" => TypeExpr::Option(next()?),
-            "Box" | "Arc" => TypeExpr::Boxed(next()?),
+            "Box" => TypeExpr::Boxed("Box", next()?),
+            "Arc" => TypeExpr::Boxed("Arc", next()?),
             "Wrapping" => TypeExpr::Wrapping(next()?),
-            "BTreeMap" | "HashMap" => TypeExpr::Map(next()?, next()?),
+            "BTreeMap" => TypeExpr::Map("BTreeMap", next()?, next()?),
+            "HashMap" => TypeExpr::Map("HashMap", next()?, next()?),
             "FamStructWrapper" => TypeExpr::Fam(next()?, next()?),
             _ => TypeExpr::Unit,
         })
@@ -415,7 +420,10 @@ mod tests {
     fn test_type_expr_built_in_layouts() {
         use TypeExpr::{Array, Map, Named, Option, Scalar as S, Seq, Set, Tuple, Unit};
         let names = ["a::Regs", "a::Ring<a::Regs, 4>"];
-        assert_eq!(parse("Vec<a::Regs>", &names), Ok(Seq(boxed(Named(0)))));
+        assert_eq!(
+            parse("Vec<a::Regs>", &names),
+            Ok(Seq("Vec", boxed(Named(0))))
+        );
         assert_eq!(
             parse("[u8; 16]", &names),
             Ok(Array(boxed(S(Scalar::U8)), 16))
@@ -437,13 +445,17 @@ mod tests {
         assert_eq!(
             parse("HashMap<String, [a::Regs; 2]>", &names),
             Ok(Map(
+                "HashMap",
                 boxed(TypeExpr::String),
                 boxed(Array(boxed(Named(0)), 2))
             ))
         );
         assert_eq!(
             parse("BTreeSet<(usize, isize,)>", &names),
-            Ok(Set(boxed(Tuple(vec![S(Scalar::U64), S(Scalar::I64)]))))
+            Ok(Set(
+                "BTreeSet",
+                boxed(Tuple(vec![S(Scalar::U64), S(Scalar::I64)]))
+            ))
         );
         assert_eq!(
             parse("FamStructWrapper<a::Regs, u64>", &names),
