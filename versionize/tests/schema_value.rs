@@ -631,6 +631,15 @@ fn test_schema_value_trailing_bytes_are_refused() {
         "{error:?}"
     );
     assert!(error.to_string().contains("3 byte(s) after the end of"));
+    // A long tail is counted up to 1 MiB, not read to its end.
+    bytes.resize(bytes.len() + (4 << 20), 0);
+    let error = decode_value(&schema, &mut bytes.as_slice(), &Limits::default()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("at least 1048576 bytes after the end of the "),
+        "{error}"
+    );
 }
 
 #[test]

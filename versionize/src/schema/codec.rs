@@ -9,7 +9,7 @@ use super::Schema;
 use crate::{DecodeScope, Limits, VersionMap, Versionize, VersionizeError};
 
 /// Trailing bytes are counted up to this many.
-const TRAILING_COUNT_CAP: u64 = 1 << 20;
+pub(super) const TRAILING_COUNT_CAP: u64 = 1 << 20;
 
 /// Bytes a decoded [`Value`] slot takes: what each element of a collection is charged.
 const VALUE_SIZE: u64 = size_of::<Value>() as u64;
@@ -24,11 +24,11 @@ const VALUE_SIZE: u64 = size_of::<Value>() as u64;
 /// value is what is on the wire.
 ///
 /// Decoding is bounded as the typed decoders are: the string and collection caps and the
-/// nesting depth of `limits` apply (each `Some` counting as one level more than in the typed
-/// decoders, since a schema file, unlike a Rust type, may nest options without end), and
-/// the budget is charged for what the value holds (each
-/// element of a collection takes `size_of::<Value>()` bytes of it, each byte of a byte
-/// string or `String` one, each struct its fields), before anything is allocated.
+/// nesting depth of `limits` apply (each `Some` counting as one level more than in the
+/// typed decoders, since a schema file, unlike a Rust type, may nest options without end),
+/// and the budget is charged for what the value holds (each element of a collection takes
+/// `size_of::<Value>()` bytes of it, each byte of a byte string or `String` one, each
+/// struct its fields), before anything is allocated.
 ///
 /// # Errors
 /// - [`ValueError::TypeName`] or [`ValueError::Schema`] for a schema whose layouts cannot

@@ -177,11 +177,11 @@ pub enum ValueError {
         path: String,
     },
     /// Bytes follow the root value.
-    #[error("{count} byte(s) after the end of the {root} value (wrong schema for this state, or trailing garbage)")]
+    #[error("{} after the end of the {root} value (wrong schema for this state, or trailing garbage)", trailing(*count))]
     TrailingBytes {
         /// The root type.
         root: String,
-        /// How many bytes follow (counted up to a cap: "at least").
+        /// How many bytes follow, counted up to 1 MiB (a count of 1 MiB means at least).
         count: u64,
     },
     /// An enum variant index that does not exist at the version described.
@@ -412,6 +412,14 @@ impl Value {
                 type_name, variant, ..
             } => format!("{type_name}::{variant}"),
         }
+    }
+}
+
+fn trailing(count: u64) -> String {
+    if count >= super::codec::TRAILING_COUNT_CAP {
+        format!("at least {count} bytes")
+    } else {
+        format!("{count} byte(s)")
     }
 }
 
