@@ -20,6 +20,8 @@ use versionize::{VersionMap, Versionize};
 
 #[path = "../../fuzz/src/oracle.rs"]
 mod oracle;
+// The fuzz crate's public entry point, private in this test crate.
+#[allow(unreachable_pub)]
 #[path = "../../fuzz/src/restore_checks.rs"]
 mod restore_checks;
 

@@ -15,6 +15,13 @@
 //! every reachable type to its newest version ([`check_latest`]), and writes the file of a
 //! new app version when asked to, never one that exists.
 //!
+//! A schema also describes every byte of the states of its app version, so tools read them
+//! without the Rust types: [`decode_value`] turns a state into a [`Value`] by following the
+//! schema (the way an Avro reader uses the writer's schema), [`encode_value`] writes a value
+//! back to the same bytes, [`Value::to_json`] renders it for `jq` without losing a bit of a
+//! 64-bit value, and [`diff_values`] lists field-level differences between two states
+//! (`vcpus[1].regs.rip: 0x1000 -> 0x1004`), byte strings summarised by page.
+//!
 //! # Example
 //! ```
 //! use versionize::schema::{compare, export};
@@ -35,9 +42,13 @@
 //! assert!(compare(&reread, &export::<Pit>(&map, 1).unwrap()).is_empty());
 //! ```
 
+mod codec;
 mod compare;
+mod diff;
 mod guard;
 mod names;
+mod type_expr;
+mod value;
 
 use std::any::TypeId;
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,8 +57,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{VersionMap, Versionize, VersionizeResult};
 
+pub use self::codec::{decode_value, encode_value};
 pub use self::compare::{compare, Difference, Renames};
+pub use self::diff::{diff_values, Change, ValueDifference, DIFF_PAGE_SIZE};
 pub use self::guard::{check_latest, BehindType, Finding, SchemaCheckError, SchemaGuard};
+pub use self::value::{JsonOptions, Value, ValueError};
 
 /// The version of the schema file format that this build writes and reads.
 ///

@@ -65,7 +65,13 @@ where
         1
     }
 
+    /// `FamStructWrapper<Header, Entry>`: both types, so that a schema-driven decoder
+    /// knows the layout of the entries that follow the header.
     fn describe(builder: &mut crate::schema::SchemaBuilder<'_>) -> String {
-        format!("FamStructWrapper<{}>", builder.describe::<T>())
+        let header = builder.describe::<T>();
+        format!(
+            "FamStructWrapper<{header}, {}>",
+            builder.describe::<T::Entry>()
+        )
     }
 }
