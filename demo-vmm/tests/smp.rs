@@ -18,7 +18,7 @@ use common::{
 };
 use demo_vmm::{expected_output, DemoVm, DemoVmError, RunOutput, StopWhen};
 use kvm_bindings::{KVM_MP_STATE_HALTED, KVM_MP_STATE_RUNNABLE};
-use kvm_state::{MicrovmState, VcpuState, CURRENT_APP_VERSION};
+use kvm_state::{KvmStateError, MicrovmState, VcpuState, CURRENT_APP_VERSION};
 
 use demo_vmm::mid_run;
 
@@ -227,14 +227,18 @@ fn test_smp_control_swapped_vcpu_states() {
     assert!(
         matches!(
             err,
-            DemoVmError::VcpuOrder {
-                vcpu: 1,
-                lapic_id: 2
-            }
+            DemoVmError::State(KvmStateError::ApicId {
+                index: 1,
+                saved: 2,
+                expected: 1
+            })
         ),
         "{err}"
     );
-    assert_eq!(err.to_string(), "the state of vcpu 1 has lapic id 2");
+    assert_eq!(
+        err.to_string(),
+        "the state of vcpu 1 has apic id 2, the target vm gives vcpu 1 apic id 1"
+    );
     // The refused restore left the VM untouched: the good state restores into it.
     vm.restore_microvm(&state).unwrap();
     assert_eq!(vm.run_to_end().unwrap(), expected_rest(&before));
