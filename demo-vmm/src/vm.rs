@@ -294,7 +294,8 @@ impl DemoVm {
     /// [`DemoVmError::UnexpectedExit`] on a guest exception or an exit the guest never
     /// causes, [`DemoVmError::Timeout`] when no vCPU reports within the timeout (see
     /// [`DemoVm::set_timeout`]), [`DemoVmError::Ioctl`] if `KVM_RUN` fails,
-    /// [`DemoVmError::Serial`], [`DemoVmError::KickSignal`], [`DemoVmError::Thread`].
+    /// [`DemoVmError::Serial`], [`DemoVmError::Thread`], or a [`DemoVmError::State`] error
+    /// of [`kvm_state::VcpuKick`] (`Kick`) or [`kvm_state::pause_vcpu`].
     pub fn run(&mut self, stop_when: StopWhen) -> Result<RunOutput> {
         let devices = Devices {
             uart: &self.uart,
