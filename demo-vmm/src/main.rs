@@ -135,9 +135,9 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
             )));
         }
         let state = vm.save_microvm().map_err(other("cannot save the vm"))?;
-        state
-            .save_to_file(path, args.app_version)
-            .map_err(|e| Failure::Other(format!("cannot save {}: {}", path.display(), chain(&e))))?;
+        state.save_to_file(path, args.app_version).map_err(|e| {
+            Failure::Other(format!("cannot save {}: {}", path.display(), chain(&e)))
+        })?;
     }
     Ok(())
 }
@@ -159,7 +159,9 @@ fn restore(path: &Path) -> Result<(), Failure> {
             _ => Failure::Refused(line),
         }
     })?;
-    let output = vm.run(StopWhen::Done).map_err(other("the restored guest failed"))?;
+    let output = vm
+        .run(StopWhen::Done)
+        .map_err(other("the restored guest failed"))?;
     print_output(&output)
 }
 

@@ -322,7 +322,10 @@ fn test_bad_restore_cpuid_kvm_refuses() {
         (vcpu, other) => panic!("vcpu {vcpu}: {other}"),
     }
     assert_eq!(err.to_string(), "vcpu 0");
-    assert_eq!(vcpu_error(&err).1.to_string(), "ioctl KVM_SET_CPUID2 failed");
+    assert_eq!(
+        vcpu_error(&err).1.to_string(),
+        "ioctl KVM_SET_CPUID2 failed"
+    );
     // Memory and the VM-wide state are already written: discard the VM.
 }
 

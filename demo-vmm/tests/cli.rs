@@ -36,7 +36,12 @@ fn stderr(output: &Output) -> String {
 /// Runs `demo-vmm` with `args` and expects exit code 0; returns its standard output.
 fn ok(args: &[&str]) -> String {
     let output = demo_vmm(args);
-    assert_eq!(output.status.code(), Some(0), "{args:?}: {}", stderr(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        stderr(&output)
+    );
     stdout(&output)
 }
 
@@ -197,7 +202,12 @@ fn test_cli_other_failures_exit_1() {
     ];
     for args in cases {
         let output = demo_vmm(args);
-        assert_eq!(output.status.code(), Some(1), "{args:?}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            stderr(&output)
+        );
         assert!(!stderr(&output).is_empty(), "{args:?}");
     }
     if !kvm_available() {
@@ -205,7 +215,13 @@ fn test_cli_other_failures_exit_1() {
     }
     // A stop point past the end: the guest finished, there is nothing to save.
     let late = dir.path().join("late.snap");
-    let output = demo_vmm(&["run", "--stop-at-report", "1000", "--save", late.to_str().unwrap()]);
+    let output = demo_vmm(&[
+        "run",
+        "--stop-at-report",
+        "1000",
+        "--save",
+        late.to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert_eq!(stdout(&output), expected_lines());
     assert!(!late.exists());

@@ -214,7 +214,10 @@ fn test_output_depends_on_serial_state() {
         devices: DevicesState::default(),
         ..state.clone()
     };
-    let err = DemoVm::new().unwrap().restore_microvm(&without).unwrap_err();
+    let err = DemoVm::new()
+        .unwrap()
+        .restore_microvm(&without)
+        .unwrap_err();
     assert!(
         matches!(
             err,

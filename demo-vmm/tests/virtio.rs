@@ -147,7 +147,10 @@ fn test_virtio_control_device_state_left_out() {
     // Without its state: refused before anything is written (the demo VM has the device).
     let mut without = state.clone();
     without.devices.virtio_mmio.clear();
-    let err = DemoVm::new().unwrap().restore_microvm(&without).unwrap_err();
+    let err = DemoVm::new()
+        .unwrap()
+        .restore_microvm(&without)
+        .unwrap_err();
     assert!(
         matches!(
             err,
