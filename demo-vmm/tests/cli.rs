@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 use common::{kvm_available, TempDir};
 use demo_vmm::{expected_output, expected_virtio_output};
-use kvm_state::{MicrovmState, APP_VERSION_1, CURRENT_APP_VERSION};
+use kvm_state::{MicrovmState, APP_VERSION_1, APP_VERSION_3, CURRENT_APP_VERSION};
 
 /// Runs `demo-vmm` with `args`.
 fn demo_vmm(args: &[&str]) -> Output {
@@ -78,8 +78,10 @@ fn save_then_restore(path: &Path, stop: &[&str], app_version: u16) -> (String, S
     args.extend_from_slice(&["--save", file, "--app-version", &version]);
     let before = ok(&args);
     assert!(!before.contains("vm finished"), "{stop:?}: {before}");
-    let (_, saved_version) = MicrovmState::load_file(path).unwrap();
+    let (state, saved_version) = MicrovmState::load_file(path).unwrap();
     assert_eq!(saved_version, app_version);
+    // Host facts exist from app version 3 on; the demo VMM records them.
+    assert_eq!(state.host_facts().is_known(), app_version >= APP_VERSION_3);
     let after = ok(&["restore", file]);
     assert!(after.ends_with("vm finished\n"), "{stop:?}: {after}");
     assert_eq!(merged(&before, &after), expected_lines(), "{stop:?}");

@@ -60,6 +60,9 @@ fn test_smp_snapshot_mid_run_resumes_like_uninterrupted_run() {
         let (state, version) = MicrovmState::load_file(&path).unwrap();
         assert_eq!(version, CURRENT_APP_VERSION);
         assert_eq!(state.vcpus.len(), 3);
+        // The facts of this host, queried when the VM was created, are recorded.
+        assert!(state.host_facts().is_known());
+        assert_eq!(&state.host_facts(), DemoVm::new().unwrap().host().facts());
         // AP1 has reported two results and spins, AP2 has reported its tick.
         assert_eq!(before.reports[1].len(), 3);
         assert_eq!(before.reports[2].len(), 2);
