@@ -10,7 +10,9 @@
 //! - `crc`: CRC-64 over 1 MiB against `memcpy` of 1 MiB;
 //! - `snapshot`: save and load with and without the CRC;
 //! - `kvm` (only with a usable `/dev/kvm`): VMs of 1, 4 and 16 vCPUs, the save and restore
-//!   ioctls against `Snapshot::save` and `Snapshot::load` of the collected state.
+//!   ioctls of the whole-VM API (`save_microvm`, `CheckedRestore::restore`) against
+//!   `Snapshot::save` and `Snapshot::load` of the collected state and against the checks of
+//!   `check_restore`.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -333,14 +335,14 @@ mod kvm {
     use criterion::{BatchSize, Criterion, Throughput};
     use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
     use kvm_ioctls::{Kvm, VcpuFd, VmFd};
-    use kvm_state::{restore_vcpu, restore_vm, save_vcpu, save_vm, VcpuState};
+    use kvm_state::{check_restore, save_microvm, CheckedRestore, VmLayout};
     use kvm_state::{version_map, MicrovmState, CURRENT_APP_VERSION};
     use snapshot::Snapshot;
 
     use super::keep;
 
     /// A VM with an in-kernel irqchip and PIT and `n` vCPUs holding the CPUID KVM supports.
-    /// No memory and no guest: the vCPUs never run, which is what `restore_vcpu` expects
+    /// No memory and no guest: the vCPUs never run, which is what `CheckedRestore` expects
     /// of its target and does not change what the save ioctls read.
     struct BenchVm {
         vcpus: Vec<VcpuFd>,
@@ -377,28 +379,32 @@ mod kvm {
             Ok(BenchVm { vcpus, vm, host })
         }
 
-        /// `save_vm`, then `save_vcpu` for every vCPU: what a VMM does with its vCPUs paused.
-        fn save(&self, msr_indices: &[u32]) -> kvm_state::Result<MicrovmState> {
-            let vm = save_vm(&self.vm)?;
-            let vcpus = self
-                .vcpus
-                .iter()
-                .map(|vcpu| save_vcpu(&self.vm, vcpu, msr_indices))
-                .collect::<kvm_state::Result<Vec<VcpuState>>>()?;
-            Ok(MicrovmState {
-                vm,
-                vcpus,
-                ..Default::default()
-            })
+        fn fds(&self) -> Vec<&VcpuFd> {
+            self.vcpus.iter().collect()
         }
 
-        /// `restore_vm`, then `restore_vcpu` for every vCPU, in the order `demo-vmm` uses.
-        fn restore(&self, state: &MicrovmState) -> kvm_state::Result<()> {
-            restore_vm(&self.vm, &state.vm)?;
-            for (vcpu, saved) in self.vcpus.iter().zip(&state.vcpus) {
-                restore_vcpu(vcpu, saved, &self.host)?;
-            }
-            Ok(())
+        /// `save_microvm` (`save_vm`, then `save_vcpu` for every vCPU, the host's facts):
+        /// what a VMM does with its vCPUs paused; no devices, no memory.
+        fn save(&self, msr_indices: &[u32]) -> kvm_state::Result<MicrovmState> {
+            save_microvm(
+                &self.vm,
+                &self.fds(),
+                &self.host,
+                msr_indices,
+                Default::default(),
+                Vec::new(),
+            )
+        }
+
+        /// Every check of a restore into this VM, before any write (`check_restore`).
+        fn check<'a>(&self, state: &'a MicrovmState) -> kvm_state::Result<CheckedRestore<'a>> {
+            check_restore(state, &self.host, &VmLayout::of_state(state))
+        }
+
+        /// The writes of a checked restore: `restore_vm`, then every vCPU
+        /// (`CheckedRestore::restore`).
+        fn restore(&self, checked: &CheckedRestore<'_>) -> kvm_state::Result<()> {
+            checked.restore(&self.vm, &self.fds())
         }
     }
 
@@ -412,7 +418,8 @@ mod kvm {
         let source = BenchVm::new(kvm, n)?;
         let target = BenchVm::new(kvm, n)?;
         let state = source.save(msr_indices).map_err(|e| e.to_string())?;
-        target.restore(&state).map_err(|e| e.to_string())?;
+        let checked = target.check(&state).map_err(|e| e.to_string())?;
+        target.restore(&checked).map_err(|e| e.to_string())?;
         let mut bytes = Vec::new();
         Snapshot::new(version_map(), CURRENT_APP_VERSION)
             .save(&mut bytes, &state)
@@ -468,8 +475,12 @@ mod kvm {
                     black_box(out.len())
                 });
             });
+            group.bench_function(format!("check_restore_{n}vcpu"), |b| {
+                b.iter(|| keep(target.check(black_box(state)).expect("checks")));
+            });
+            let checked = target.check(state).expect("checks");
             group.bench_function(format!("ioctl_restore_{n}vcpu"), |b| {
-                b.iter(|| target.restore(black_box(state)).expect("restores"));
+                b.iter(|| target.restore(black_box(&checked)).expect("restores"));
             });
             // `load` takes the map by value: its clone is setup, as in `snapshot/load_crc`.
             group.bench_function(format!("load_{n}vcpu"), |b| {

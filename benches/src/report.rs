@@ -183,6 +183,24 @@ pub const MEASURES: &[Measure] = &[
         Ratio::Info,
     ),
     measure(
+        "KVM state restore, 1 vCPU: checks before any write (`check_restore`) / ioctl time",
+        "kvm/check_restore_1vcpu",
+        "kvm/ioctl_restore_1vcpu",
+        Ratio::Info,
+    ),
+    measure(
+        "KVM state restore, 4 vCPUs: checks before any write (`check_restore`) / ioctl time",
+        "kvm/check_restore_4vcpu",
+        "kvm/ioctl_restore_4vcpu",
+        Ratio::Info,
+    ),
+    measure(
+        "KVM state restore, 16 vCPUs: checks before any write (`check_restore`) / ioctl time",
+        "kvm/check_restore_16vcpu",
+        "kvm/ioctl_restore_16vcpu",
+        Ratio::Info,
+    ),
+    measure(
         "one `crc64` call over the saved file / save without CRC",
         "snapshot/crc64_of_file",
         "snapshot/save_without_crc",

@@ -4,8 +4,8 @@
 //! XMM registers, `IA32_KERNEL_GS_BASE`, its LAPIC timer and a `vm_superio` UART with pending
 //! input; AP1 computing with its own timer; AP2 halted waiting for the BSP's IPI), runs it
 //! uninterrupted once for reference, then runs it again, stops it mid-run (virtio requests in
-//! flight, AP1 running, AP2 halted), pauses every vCPU, saves the complete `MicrovmState` (VM, vCPUs, UART, guest
-//! memory) to a snapshot file, destroys the VM, loads the file, restores it into a fresh VM
+//! flight, AP1 running, AP2 halted), pauses every vCPU, saves the complete `MicrovmState` (VM, vCPUs, UART, virtio device,
+//! guest memory, the host's facts) to a snapshot file, destroys the VM, loads the file, restores it into a fresh VM
 //! with as many vCPU threads and lets it finish. Prints each vCPU's output, the snapshot size
 //! and where the time went; exits non-zero when an output differs or `/dev/kvm` is missing.
 //!
@@ -27,10 +27,7 @@ mod run {
     use std::time::{Duration, Instant};
 
     use demo_vmm::{mid_run, DemoVm, DemoVmError, StopWhen, MEM_SIZE};
-    use kvm_state::{
-        save_vcpu, save_vm, version_map, KvmStateError, MicrovmState, VcpuState,
-        CURRENT_APP_VERSION,
-    };
+    use kvm_state::{save_microvm, version_map, KvmStateError, MicrovmState, CURRENT_APP_VERSION};
 
     /// Command line options.
     struct Options {
@@ -171,27 +168,24 @@ mod run {
         let before_run = source.run(stop_when)?;
         let before = before_run.reports;
 
-        // 3. Save, the sequence a VMM follows with its vCPUs paused: the VM-wide state, each
-        // vCPU, the devices, guest memory.
-        let t = Instant::now();
-        let vm_state = save_vm(source.vm())?;
-        let vcpus = source
-            .vcpus()
-            .iter()
-            .map(|vcpu| save_vcpu(source.vm(), vcpu, source.msr_indices()))
-            .collect::<kvm_state::Result<Vec<VcpuState>>>()?;
-        let save_kvm = t.elapsed();
+        // 3. Save with the vCPUs paused (what `DemoVm::save_microvm` does, timed in parts):
+        // the devices and guest memory (the VMM's), then `kvm_state::save_microvm`, which
+        // reads the VM-wide state and each vCPU and records the facts of this host.
         let devices = source.devices_state();
         let t = Instant::now();
         let memory = source.memory_region();
         let save_memory = t.elapsed();
-        let state = MicrovmState {
-            vm: vm_state,
-            vcpus,
+        let t = Instant::now();
+        let vcpu_fds: Vec<_> = source.vcpus().iter().collect();
+        let state = save_microvm(
+            source.vm(),
+            &vcpu_fds,
+            source.host(),
+            source.msr_indices(),
             devices,
-            memory: vec![memory],
-            ..Default::default()
-        };
+            vec![memory],
+        )?;
+        let save_kvm = t.elapsed();
         // Encode + CRC in memory alone, to split serialization from the file write.
         let t = Instant::now();
         let encoded = state.to_snapshot_bytes(options.app_version)?;
@@ -222,6 +216,17 @@ mod run {
             "  size: {file_len} bytes ({} of guest memory, {} of VM, vCPU and device state and framing)",
             MEM_SIZE,
             file_len.saturating_sub(MEM_SIZE as u64)
+        );
+        let host = state.host_facts();
+        println!(
+            "  host: {} family {:#x} model {:#x} stepping {}, tsc {:?} kHz, {} relied kvm capabilities, kernel {}",
+            host.cpu_vendor,
+            host.cpu_family,
+            host.cpu_model,
+            host.cpu_stepping,
+            host.tsc_khz,
+            host.kvm_capabilities.len(),
+            host.kernel_release
         );
         for (index, vcpu) in state.vcpus.iter().enumerate() {
             println!(

@@ -29,9 +29,6 @@ pub enum DemoVmError {
     /// The eventfd of the UART's interrupt line could not be created.
     #[error("cannot create the uart interrupt eventfd")]
     EventFd(#[source] std::io::Error),
-    /// The signal handler that kicks vCPU threads out of `KVM_RUN` could not be installed.
-    #[error("cannot install the vcpu kick signal handler")]
-    KickSignal(#[source] vmm_sys_util::errno::Error),
     /// A vCPU thread or the virtio worker thread could not be started.
     #[error("cannot start thread {name}")]
     Thread {
@@ -93,31 +90,6 @@ pub enum DemoVmError {
     /// The state has another number of queues for the virtio device than it has (one).
     #[error("the saved virtio device has {0} queues, the demo device has 1")]
     VirtioQueueCount(usize),
-    /// The state has more virtio-mmio devices than the demo VM (one).
-    #[error("the state has {0} virtio-mmio devices, the demo vm has 1")]
-    VirtioCount(usize),
-    /// The state has another number of vCPUs than the demo VM.
-    #[error("the state has {saved} vcpus, the demo vm has {target}")]
-    VcpuCount {
-        /// vCPUs in the saved state.
-        saved: usize,
-        /// vCPUs of the demo VM.
-        target: usize,
-    },
-    /// The state of a vCPU belongs to another vCPU (its LAPIC id says so): states out of order.
-    #[error("the state of vcpu {vcpu} has lapic id {lapic_id}")]
-    VcpuOrder {
-        /// Index of the vCPU the state is restored into.
-        vcpu: usize,
-        /// The APIC id in the state's LAPIC page.
-        lapic_id: u32,
-    },
-    /// The state has another number of memory regions than the demo VM (one).
-    #[error("the state has {0} memory regions, the demo vm has 1")]
-    MemoryRegionCount(usize),
-    /// The state has more UARTs than the demo VM (one).
-    #[error("the state has {0} uarts, the demo vm has 1")]
-    SerialCount(usize),
     /// The saved UART holds more pending input than its FIFO can.
     #[error("the saved uart holds {found} input bytes, its fifo holds {capacity}")]
     SerialInput {

@@ -6,20 +6,23 @@
 //! queue is a `virtio_queue::Queue` (see [`virtio`]), and loads a guest whose three programs
 //! (BSP with a small virtio driver, a running AP, an AP halted waiting for an IPI; see
 //! [`guest`]) report values to an I/O port. [`DemoVm::run`] runs each vCPU on its own thread until a
-//! [`StopWhen`] condition, then kicks every thread out of `KVM_RUN` and pauses its vCPU; the
-//! VM can then be saved:
+//! [`StopWhen`] condition, then kicks every thread out of `KVM_RUN` with its
+//! [`kvm_state::VcpuKick`] and pauses its vCPU ([`kvm_state::pause_vcpu`], which completes a
+//! pending I/O instruction); the VM can then be saved:
 //!
-//! 1. pause every vCPU ([`kvm_state::pause_vcpu`], which completes a pending I/O instruction);
-//! 2. [`kvm_state::save_vm`] (irqchips, PIT, clock), then [`kvm_state::save_vcpu`] for each
-//!    vCPU with the MSR list of [`kvm_state::savable_msr_indices`];
-//! 3. the devices (the UART's `vm_superio` state as a [`kvm_state::SerialState`], the virtio
-//!    transport and its `virtio_queue` state as a [`kvm_state::MmioTransportState`]) and guest
-//!    memory, all in one [`kvm_state::MicrovmState`], written with
-//!    [`kvm_state::MicrovmState::save_to_file`].
+//! 1. [`DemoVm::save_microvm`]: [`kvm_state::save_microvm`] with the MSR list of
+//!    [`kvm_state::savable_msr_indices`] and the [`kvm_state::HostSupport`] queried once when
+//!    the VM was created (so the host's facts are recorded), the devices (the UART's
+//!    `vm_superio` state as a [`kvm_state::SerialState`], the virtio transport and its
+//!    `virtio_queue` state as a [`kvm_state::MmioTransportState`]) and guest memory;
+//! 2. [`kvm_state::MicrovmState::save_to_file`].
 //!
-//! [`DemoVm::restore_microvm`] checks a loaded state against the fresh VM before it touches
-//! KVM, then writes memory, [`kvm_state::restore_vm`], [`kvm_state::restore_vcpu`] for each
-//! vCPU, and the UART.
+//! [`DemoVm::restore_microvm`] runs [`kvm_state::check_restore`] against the fresh VM's
+//! [`DemoVm::layout`] and the demo's own device checks before it touches KVM, then writes
+//! memory, [`kvm_state::CheckedRestore::restore_vm`], each vCPU with
+//! [`kvm_state::CheckedRestore::restore_vcpu`] on a thread of its own, and the devices.
+//!
+//! The `demo-vmm` binary wraps this in a stable command line (`docs/DEMO-VMM.md`).
 //!
 //! ```
 //! use demo_vmm::{expected_output, mid_run, DemoVm, StopWhen};

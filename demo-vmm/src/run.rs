@@ -3,18 +3,21 @@
 //! Each vCPU thread loops on `KVM_RUN` and handles the exits (the UART's port I/O, the virtio
 //! device's MMIO, reports); a worker thread completes the virtio device's requests, one every
 //! [`VIRTIO_REQUEST_INTERVAL`].
-//! To stop, the VMM sets a flag and kicks every thread that is still in `KVM_RUN` with a
-//! signal (re-sent every millisecond, so a kick that lands just before a thread enters
-//! `KVM_RUN` is not lost); a thread that sees the flag calls [`kvm_state::pause_vcpu`], which
-//! completes a pending I/O instruction without running further guest code, and ends. After
-//! [`crate::DemoVm::run`] returns, every vCPU is paused and its state can be saved.
+//! To stop, the VMM sets a flag and kicks each vCPU thread once with its
+//! [`kvm_state::VcpuKick`] (a thread-directed signal that KVM alone unblocks, so a kick that
+//! lands while the thread is outside `KVM_RUN` makes its next `KVM_RUN` return at once: no kick
+//! is lost and none needs re-sending, and no signal handler is installed); a thread that sees
+//! the flag calls [`kvm_state::pause_vcpu`], which completes a pending I/O instruction without
+//! running further guest code, and ends. After [`crate::DemoVm::run`] returns, every vCPU is
+//! paused and its state can be saved.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use kvm_bindings::KVM_EXIT_INTERNAL_ERROR;
 use kvm_ioctls::{VcpuExit, VcpuFd};
+use kvm_state::VcpuKick;
 
 use crate::error::{DemoVmError, Result};
 use crate::guest::{COM1_BASE, DONE_PORT, FAULT_PORT, REPORT_PORT};
@@ -52,29 +55,21 @@ pub struct RunOutput {
     pub finished: bool,
 }
 
-/// The signal that kicks a vCPU thread out of `KVM_RUN`: its handler does nothing, its only
-/// effect is that `KVM_RUN` returns `EINTR`.
+/// The signal that kicks a vCPU thread out of `KVM_RUN` ([`VcpuKick`]); nothing else in the
+/// demo uses it. It is blocked in the vCPU threads and never delivered to a handler.
 fn kick_signal() -> libc::c_int {
     vmm_sys_util::signal::SIGRTMIN() + 1
-}
-
-extern "C" fn ignore_signal(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
-
-/// Installs the kick signal's handler, once per process: the VMM, not a library, owns it.
-fn install_kick_handler() -> Result<()> {
-    static INSTALLED: OnceLock<std::result::Result<(), vmm_sys_util::errno::Error>> =
-        OnceLock::new();
-    INSTALLED
-        .get_or_init(|| vmm_sys_util::signal::register_signal_handler(kick_signal(), ignore_signal))
-        .map_err(DemoVmError::KickSignal)
 }
 
 /// A vCPU thread as the kicker sees it.
 #[derive(Default)]
 struct ThreadSlot {
-    /// The thread's id, once it has started.
-    thread: Option<libc::pthread_t>,
-    /// Set by the thread just before it ends; after that it must not be signalled.
+    /// The thread's kick, once it has started and set it up.
+    kick: Option<VcpuKick>,
+    /// Whether this stop's kick was sent.
+    kicked: bool,
+    /// Set by the thread just before it ends; after that it must not be signalled (its
+    /// thread id could be reused).
     ended: bool,
 }
 
@@ -141,18 +136,19 @@ impl Shared<'_> {
         self.request_stop();
     }
 
-    /// Signals every vCPU thread that has started and not ended.
-    fn kick_all(&self) {
+    /// Kicks, once, every vCPU thread that has started and not ended. A thread that has not
+    /// set up its kick yet sees the stop flag before its first `KVM_RUN`.
+    fn kick_all(&self) -> Result<()> {
         for slot in &self.threads {
-            let slot = slot.lock().unwrap_or_else(|e| e.into_inner());
-            if let (Some(thread), false) = (slot.thread, slot.ended) {
-                // SAFETY: `thread` is a live thread: it registered itself and has not yet
-                // marked itself ended, which it does under this lock before it returns, so it
-                // cannot end while we hold the lock; the kick signal has a no-op handler
-                // (`install_kick_handler` ran before any thread started).
-                unsafe { libc::pthread_kill(thread, kick_signal()) };
+            let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+            if let (Some(kick), false, false) = (slot.kick, slot.kicked, slot.ended) {
+                // The thread marks itself ended under this lock before it returns, so it is
+                // alive while the kick is sent.
+                kick.kick()?;
+                slot.kicked = true;
             }
         }
+        Ok(())
     }
 }
 
@@ -163,7 +159,6 @@ pub(crate) fn run_vcpus(
     stop_when: StopWhen,
     timeout: Duration,
 ) -> Result<RunOutput> {
-    install_kick_handler()?;
     let shared = Shared {
         stop_when,
         stop: AtomicBool::new(false),
@@ -284,7 +279,9 @@ fn supervise(
         }
         if shared.stop.load(Ordering::Acquire) {
             drop(progress);
-            shared.kick_all();
+            if let Err(e) = shared.kick_all() {
+                errors.push(e);
+            }
             progress = shared.lock();
         }
         progress = shared
@@ -295,16 +292,17 @@ fn supervise(
     }
 }
 
-/// One vCPU thread: registers itself for kicks, runs, and unregisters.
+/// One vCPU thread: sets up its kick, runs, and unregisters.
 fn vcpu_thread(index: usize, vcpu: &mut VcpuFd, shared: &Shared<'_>) -> Result<()> {
-    {
-        let mut slot = shared.threads[index]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        // SAFETY: pthread_self has no preconditions.
-        slot.thread = Some(unsafe { libc::pthread_self() });
-    }
-    let result = run_vcpu(index, vcpu, shared);
+    let result = VcpuKick::for_current_thread(vcpu, kick_signal())
+        .map_err(DemoVmError::from)
+        .and_then(|kick| {
+            shared.threads[index]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .kick = Some(kick);
+            run_vcpu(index, vcpu, &kick, shared)
+        });
     if result.is_err() {
         shared.request_stop();
     }
@@ -318,7 +316,7 @@ fn vcpu_thread(index: usize, vcpu: &mut VcpuFd, shared: &Shared<'_>) -> Result<(
 }
 
 /// The `KVM_RUN` loop of one vCPU, until the stop flag is seen (then paused) or an error.
-fn run_vcpu(index: usize, vcpu: &mut VcpuFd, shared: &Shared<'_>) -> Result<()> {
+fn run_vcpu(index: usize, vcpu: &mut VcpuFd, kick: &VcpuKick, shared: &Shared<'_>) -> Result<()> {
     let unexpected = |reason: String| DemoVmError::UnexpectedExit {
         vcpu: index,
         reason,
@@ -391,8 +389,12 @@ fn run_vcpu(index: usize, vcpu: &mut VcpuFd, shared: &Shared<'_>) -> Result<()> 
             }
             Ok(VcpuExit::InternalError) => return Err(unexpected(internal_error(vcpu))),
             Ok(exit) => return Err(unexpected(format!("{exit:?}"))),
-            // A kick, or (EAGAIN) an AP woken while it waits for a SIPI: check the flag, go on.
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+            // A kick: take it, so the next KVM_RUN runs the guest again; then check the flag.
+            Err(e) if e.errno() == libc::EINTR => {
+                kick.take_pending()?;
+            }
+            // An AP woken while it waits for a SIPI: check the flag, go on.
+            Err(e) if e.errno() == libc::EAGAIN => {}
             Err(source) => {
                 return Err(DemoVmError::Ioctl {
                     ioctl: "KVM_RUN",

@@ -4,14 +4,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use kvm_bindings::{
-    kvm_lapic_state, kvm_mp_state, kvm_pit_config, kvm_segment, kvm_userspace_memory_region,
-    kvm_xcrs, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_RUNNABLE, KVM_PIT_SPEAKER_DUMMY,
+    kvm_mp_state, kvm_pit_config, kvm_segment, kvm_userspace_memory_region, CpuId,
+    KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_RUNNABLE, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use kvm_state::{
-    check_cpuid, restore_vcpu, restore_vm, savable_msr_indices, save_vcpu, save_vm, xsave_size,
-    DevicesState, Lapic, MemoryRegionState, MicrovmState, MmioTransportState, SerialState,
-    VcpuState, LEGACY_XSAVE_SIZE,
+    check_restore, savable_msr_indices, CheckedRestore, DevicesState, GuestRegion, HostSupport,
+    KvmStateError, MemoryRegionState, MicrovmState, MmioTransportState, SerialState, VmLayout,
 };
 use vm_superio::serial::NoEvents;
 use vm_superio::{Serial, Trigger};
@@ -51,6 +50,7 @@ pub struct DemoVm {
     vcpus: Vec<VcpuFd>,
     vm: VmFd,
     msr_indices: Vec<u32>,
+    host: HostSupport,
     memory: Memory,
     uart: Mutex<Uart>,
     virtio: Mutex<VirtioDevice>,
@@ -134,10 +134,14 @@ impl DemoVm {
             vcpus.push(vcpu);
         }
         let msr_indices = savable_msr_indices(kvm)?;
+        // Once per VM: what this host offers (CPUID, xsave size) and its facts, which every
+        // save records and every restore checks.
+        let host = HostSupport::query(kvm, &vm)?;
         Ok(DemoVm {
             vcpus,
             vm,
             msr_indices,
+            host,
             memory,
             uart,
             virtio: Mutex::new(VirtioDevice::new()?),
@@ -159,6 +163,29 @@ impl DemoVm {
     /// The MSRs to save on this host ([`savable_msr_indices`]).
     pub fn msr_indices(&self) -> &[u32] {
         &self.msr_indices
+    }
+
+    /// What this host offers a vCPU and its facts, queried once when the VM was created
+    /// ([`HostSupport::query`]).
+    pub fn host(&self) -> &HostSupport {
+        &self.host
+    }
+
+    /// The VM as [`kvm_state::check_restore`] compares a state with it: [`VCPU_COUNT`] vCPUs,
+    /// vCPU `i` with APIC id `i`, one memory region of [`MEM_SIZE`] bytes at 0, one UART and
+    /// one virtio-mmio device.
+    pub fn layout(&self) -> VmLayout {
+        VmLayout {
+            vcpus: self.vcpus.len(),
+            memory: vec![GuestRegion {
+                guest_phys_addr: 0,
+                size: MEM_SIZE as u64,
+            }],
+            serial: 1,
+            virtio_mmio: 1,
+            // `cpuid_for_vcpu` gives vCPU id `i` the initial APIC id `i`, as KVM's LAPIC does.
+            apic_ids: Vec::new(),
+        }
     }
 
     /// Sets how long the guest may go without any report before a run fails (default
@@ -267,7 +294,8 @@ impl DemoVm {
     /// [`DemoVmError::UnexpectedExit`] on a guest exception or an exit the guest never
     /// causes, [`DemoVmError::Timeout`] when no vCPU reports within the timeout (see
     /// [`DemoVm::set_timeout`]), [`DemoVmError::Ioctl`] if `KVM_RUN` fails,
-    /// [`DemoVmError::Serial`], [`DemoVmError::KickSignal`], [`DemoVmError::Thread`].
+    /// [`DemoVmError::Serial`], [`DemoVmError::Thread`], or a [`DemoVmError::State`] error
+    /// of [`kvm_state::VcpuKick`] (`Kick`) or [`kvm_state::pause_vcpu`].
     pub fn run(&mut self, stop_when: StopWhen) -> Result<RunOutput> {
         let devices = Devices {
             uart: &self.uart,
@@ -287,146 +315,138 @@ impl DemoVm {
     }
 
     /// Saves the complete state of the paused VM (after [`DemoVm::run`], or before the first
-    /// run): VM-wide state, every vCPU, the UART and the virtio device, and guest memory.
+    /// run) with [`kvm_state::save_microvm`]: VM-wide state, every vCPU, the UART and the
+    /// virtio device, guest memory and the facts of this host.
     ///
     /// Each vCPU is paused again first ([`kvm_state::pause_vcpu`] is idempotent), so a pending
     /// I/O instruction is complete in the saved registers.
     ///
     /// # Errors
     ///
-    /// Any error of [`kvm_state::pause_vcpu`], [`save_vm`] or [`save_vcpu`].
+    /// Any error of [`kvm_state::pause_vcpu`] or [`kvm_state::save_microvm`].
     pub fn save_microvm(&mut self) -> Result<MicrovmState> {
         for vcpu in &mut self.vcpus {
             kvm_state::pause_vcpu(vcpu)?;
         }
-        let vm = save_vm(&self.vm)?;
-        let vcpus = self
-            .vcpus
-            .iter()
-            .map(|vcpu| save_vcpu(&self.vm, vcpu, &self.msr_indices))
-            .collect::<kvm_state::Result<Vec<VcpuState>>>()?;
-        Ok(MicrovmState {
-            vm,
-            vcpus,
-            devices: self.devices_state(),
-            memory: vec![self.memory_region()],
-            ..Default::default()
-        })
+        let vcpus: Vec<&VcpuFd> = self.vcpus.iter().collect();
+        Ok(kvm_state::save_microvm(
+            &self.vm,
+            &vcpus,
+            &self.host,
+            &self.msr_indices,
+            self.devices_state(),
+            vec![self.memory_region()],
+        )?)
     }
 
-    /// Restores a saved state into this VM, which must not have run: memory, then the
-    /// VM-wide state (the irqchips that the LAPICs refer to), then each vCPU, then the devices
-    /// (a state without them gets them at power-on).
+    /// Restores a saved state into this VM, which must not have run.
     ///
-    /// Everything that can be checked without KVM is checked first: the vCPU count, that
-    /// each vCPU's state is its own (its LAPIC id), the number of UARTs and their pending
-    /// input, the virtio device and its queue (`virtio-queue`'s own checks), the CPUID feature flags against what this host offers ([`check_cpuid`]), the
-    /// sizes of the xsave area, LAPIC page and XCRs, and the memory region. A state refused
-    /// there leaves the VM untouched. A state that KVM itself refuses later (`KVM_SET_CPUID2`,
-    /// an MSR) leaves the VM partly restored: discard it (see `docs/SECURITY.md`).
+    /// First every check, before anything is written: [`kvm_state::check_restore`] with this
+    /// VM's [`DemoVm::layout`] (vCPU count and APIC ids, memory region, device counts, the
+    /// host's facts, CPUID and xsave size, the sizes of each vCPU's areas), then the demo's
+    /// own devices (the UART's pending input fits its FIFO; the virtio device has one queue
+    /// that `virtio-queue` accepts). A state refused there leaves the VM untouched.
+    ///
+    /// Then, in the order KVM needs ([`CheckedRestore`]): guest memory, the VM-wide state
+    /// ([`CheckedRestore::restore_vm`]), each vCPU on a thread of its own
+    /// ([`CheckedRestore::restore_vcpu`] with its index), and the devices. A state that KVM
+    /// itself refuses half-way (`KVM_SET_CPUID2`, an MSR) leaves the VM partly restored:
+    /// discard it (see `docs/SECURITY.md`).
     ///
     /// # Errors
     ///
-    /// [`DemoVmError::VcpuCount`], [`DemoVmError::VcpuOrder`],
-    /// [`DemoVmError::MemoryRegionCount`], [`DemoVmError::SerialCount`],
-    /// [`DemoVmError::SerialInput`], [`DemoVmError::VirtioCount`],
-    /// [`DemoVmError::VirtioQueueCount`], [`DemoVmError::VirtioQueue`], or a
-    /// [`DemoVmError::State`] error:
-    /// `CpuidNotOffered`, `BadLength`, `XsaveTooLarge`, `MemoryRegion`, or any error of
-    /// [`restore_vm`] and [`restore_vcpu`].
+    /// A [`DemoVmError::State`] error of [`kvm_state::check_restore`] (`VcpuCount`, `ApicId`,
+    /// `ApicIdDuplicate`, `DeviceCount`, `MemoryRegion`, `CpuidNotOffered`, `XsaveTooLarge`,
+    /// `BadLength`, ...), [`DemoVmError::SerialInput`], [`DemoVmError::VirtioQueueCount`],
+    /// [`DemoVmError::VirtioQueue`]; then any error of [`CheckedRestore::restore_vm`] and
+    /// [`CheckedRestore::restore_vcpu`], [`DemoVmError::Thread`], [`DemoVmError::Serial`].
     pub fn restore_microvm(&mut self, state: &MicrovmState) -> Result<()> {
-        if state.vcpus.len() != self.vcpus.len() {
-            return Err(DemoVmError::VcpuCount {
-                saved: state.vcpus.len(),
-                target: self.vcpus.len(),
-            });
-        }
-        let serial = check_devices(&state.devices)?;
-        let virtio = match state.devices.virtio_mmio.as_slice() {
-            [] => VirtioDevice::new()?,
-            [saved] => VirtioDevice::from_state(saved)?,
-            more => return Err(DemoVmError::VirtioCount(more.len())),
+        let checked = check_restore(state, &self.host, &self.layout())?;
+        // `check_restore` compared these with the layout: one UART, one virtio device, one
+        // memory region; the `else` branches are never taken.
+        let count = |kind, saved| KvmStateError::DeviceCount {
+            kind,
+            saved,
+            target: 1,
+        };
+        let [serial] = state.devices.serial.as_slice() else {
+            return Err(count("serial", state.devices.serial.len()).into());
+        };
+        let [virtio] = state.devices.virtio_mmio.as_slice() else {
+            return Err(count("virtio-mmio", state.devices.virtio_mmio.len()).into());
         };
         let [region] = state.memory.as_slice() else {
-            return Err(DemoVmError::MemoryRegionCount(state.memory.len()));
-        };
-        region.check(0, MEM_SIZE as u64)?;
-        let host_xsave = xsave_size(&self.vm)?.unwrap_or(LEGACY_XSAVE_SIZE);
-        for (index, (vcpu, saved)) in self.vcpus.iter().zip(&state.vcpus).enumerate() {
-            // The vCPU has not run and holds the CPUID this host offers (set in `with_kvm`).
-            let offered =
-                vcpu.get_cpuid2(KVM_MAX_CPUID_ENTRIES)
-                    .map_err(|source| DemoVmError::Ioctl {
-                        ioctl: "KVM_GET_CPUID2",
-                        source,
-                    })?;
-            check_cpuid(offered.as_slice(), &saved.cpuid)?;
-            CpuId::try_from(&saved.cpuid)?;
-            saved.xsave.to_kvm(host_xsave)?;
-            kvm_lapic_state::try_from(&saved.lapic)?;
-            kvm_xcrs::try_from(&saved.xcrs)?;
-            let lapic_id = xapic_id(&saved.lapic);
-            if lapic_id != Some(index as u32) {
-                return Err(DemoVmError::VcpuOrder {
-                    vcpu: index,
-                    lapic_id: lapic_id.unwrap_or(u32::MAX),
-                });
+            return Err(KvmStateError::BadLength {
+                what: "memory regions",
+                found: state.memory.len(),
+                expected: 1,
             }
-        }
+            .into());
+        };
+        check_serial(serial)?;
+        let virtio = VirtioDevice::from_state(virtio)?;
+
         if region.has_contents() {
             memory::write(&self.memory, 0, &region.contents)?;
         }
         // The irqchips before the vCPUs: each LAPIC's state refers to them.
-        restore_vm(&self.vm, &state.vm)?;
-        let host = kvm_state::HostSupport::new(
-            self.vcpus[0]
-                .get_cpuid2(KVM_MAX_CPUID_ENTRIES)
-                .map_err(|source| DemoVmError::Ioctl {
-                    ioctl: "KVM_GET_CPUID2",
-                    source,
-                })?
-                .as_slice()
-                .to_vec(),
-            xsave_size(&self.vm)?,
-        );
-        for (vcpu, saved) in self.vcpus.iter().zip(&state.vcpus) {
-            restore_vcpu(vcpu, saved, &host)?;
-        }
+        checked.restore_vm(&self.vm)?;
+        restore_vcpus_on_threads(&checked, &self.vcpus)?;
         *self.virtio.get_mut().unwrap_or_else(|e| e.into_inner()) = virtio;
         self.restore_serial(serial)
     }
 
-    /// The UART gets the saved state, or its power-on state when the state has none (a VM
-    /// saved without devices).
-    fn restore_serial(&mut self, serial: Option<&SerialState>) -> Result<()> {
+    /// The UART gets the saved state.
+    fn restore_serial(&mut self, saved: &SerialState) -> Result<()> {
         let trigger = IrqLine(self.uart_irq.try_clone().map_err(DemoVmError::EventFd)?);
-        let uart = match serial {
-            Some(saved) => Uart::from_state(&saved.into(), trigger, NoEvents, std::io::sink())
-                .map_err(DemoVmError::Serial)?,
-            None => Uart::new(trigger, std::io::sink()),
-        };
+        let uart = Uart::from_state(&saved.into(), trigger, NoEvents, std::io::sink())
+            .map_err(DemoVmError::Serial)?;
         *self.uart_mut() = uart;
         Ok(())
     }
 }
 
-/// The UART of a saved state, if any; refuses what the demo VM cannot hold.
-fn check_devices(devices: &DevicesState) -> Result<Option<&SerialState>> {
-    match devices.serial.as_slice() {
-        [] => Ok(None),
-        [serial] if serial.in_buffer.len() > SERIAL_FIFO_SIZE => Err(DemoVmError::SerialInput {
-            found: serial.in_buffer.len(),
-            capacity: SERIAL_FIFO_SIZE,
-        }),
-        [serial] => Ok(Some(serial)),
-        more => Err(DemoVmError::SerialCount(more.len())),
-    }
+/// Writes each vCPU's checked state into its fd, each on a thread of its own named after the
+/// vCPU, as a VMM whose vCPU fds live on their threads does: vCPU `i` of the state into
+/// `vcpus[i]`.
+fn restore_vcpus_on_threads(checked: &CheckedRestore<'_>, vcpus: &[VcpuFd]) -> Result<()> {
+    std::thread::scope(|scope| {
+        let mut threads = Vec::with_capacity(vcpus.len());
+        for (index, vcpu) in vcpus.iter().enumerate() {
+            let name = format!("vcpu{index}");
+            let spawned = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn_scoped(scope, move || checked.restore_vcpu(index, vcpu));
+            threads.push(spawned.map_err(|source| DemoVmError::Thread { name, source }));
+        }
+        // Join every thread that started before reporting the first error.
+        let mut first = Ok(());
+        for thread in threads {
+            let outcome = match thread {
+                Ok(handle) => match handle.join() {
+                    Ok(result) => result.map_err(DemoVmError::from),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err(e) => Err(e),
+            };
+            if first.is_ok() {
+                first = outcome;
+            }
+        }
+        first
+    })
 }
 
-/// The xAPIC id in a saved LAPIC page (register 0x20, bits 31:24), if the page is that long.
-fn xapic_id(lapic: &Lapic) -> Option<u32> {
-    let bytes = lapic.regs.get(0x20..0x24)?;
-    Some(u32::from(bytes[3]))
+/// The demo's own check of a saved UART: its pending input fits the FIFO (`vm_superio` would
+/// refuse it only half-way through a restore).
+fn check_serial(serial: &SerialState) -> Result<()> {
+    if serial.in_buffer.len() > SERIAL_FIFO_SIZE {
+        return Err(DemoVmError::SerialInput {
+            found: serial.in_buffer.len(),
+            capacity: SERIAL_FIFO_SIZE,
+        });
+    }
+    Ok(())
 }
 
 /// The supported CPUID with the vCPU's initial APIC id (leaf 1 EBX[31:24], leaves 0xb and
@@ -496,44 +516,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn test_xapic_id_reads_register_0x20() {
-        let mut lapic = Lapic {
-            regs: vec![0; 1024],
-        };
-        lapic.regs[0x23] = 2;
-        assert_eq!(xapic_id(&lapic), Some(2));
-        assert_eq!(
-            xapic_id(&Lapic {
-                regs: vec![0; 0x22]
-            }),
-            None
-        );
-    }
-
-    #[test]
-    fn test_check_devices_limits() {
-        let ok = SerialState {
+    fn test_check_serial_fifo_capacity() {
+        let mut serial = SerialState {
             in_buffer: vec![0; SERIAL_FIFO_SIZE],
             ..Default::default()
         };
-        let devices = |serial: Vec<SerialState>| DevicesState {
-            serial,
-            ..Default::default()
-        };
-        assert!(check_devices(&devices(vec![])).unwrap().is_none());
-        assert!(check_devices(&devices(vec![ok.clone()])).unwrap().is_some());
-        let mut full = ok.clone();
-        full.in_buffer.push(0);
+        check_serial(&serial).unwrap();
+        serial.in_buffer.push(0);
         assert!(matches!(
-            check_devices(&devices(vec![full])),
+            check_serial(&serial),
             Err(DemoVmError::SerialInput {
                 found: 65,
                 capacity: 64
             })
-        ));
-        assert!(matches!(
-            check_devices(&devices(vec![ok.clone(), ok])),
-            Err(DemoVmError::SerialCount(2))
         ));
     }
 }

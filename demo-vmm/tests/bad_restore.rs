@@ -25,6 +25,15 @@ fn saved_state() -> (Vec<Vec<u32>>, MicrovmState) {
     (before, vm.save_microvm().unwrap())
 }
 
+/// The vCPU index and the cause of a restore error about one vCPU
+/// ([`KvmStateError::Vcpu`]).
+fn vcpu_error(err: &DemoVmError) -> (usize, &KvmStateError) {
+    match err {
+        DemoVmError::State(KvmStateError::Vcpu { index, source }) => (*index, source),
+        other => panic!("expected a vcpu error, got {other}"),
+    }
+}
+
 /// Restores the good `state` into `vm` (which an earlier restore refused before touching it)
 /// and checks that the guest finishes as an uninterrupted run does.
 fn assert_vm_still_usable(mut vm: DemoVm, (before, state): &(Vec<Vec<u32>>, MicrovmState)) {
@@ -44,8 +53,57 @@ fn test_bad_restore_serial_count_mismatch() {
     let mut other = state.clone();
     other.devices.serial = vec![state.devices.serial[0].clone(); 2];
     let err = vm.restore_microvm(&other).unwrap_err();
-    assert!(matches!(err, DemoVmError::SerialCount(2)), "{err}");
-    assert_eq!(err.to_string(), "the state has 2 uarts, the demo vm has 1");
+    assert!(
+        matches!(
+            err,
+            DemoVmError::State(KvmStateError::DeviceCount {
+                kind: "serial",
+                saved: 2,
+                target: 1
+            })
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the state has 2 serial device(s), the target vm has 1"
+    );
+    // A second virtio-mmio device, or none.
+    for count in [0, 2] {
+        let mut other = state.clone();
+        other.devices.virtio_mmio = vec![state.devices.virtio_mmio[0].clone(); count];
+        let err = vm.restore_microvm(&other).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DemoVmError::State(KvmStateError::DeviceCount {
+                    kind: "virtio-mmio",
+                    saved,
+                    target: 1
+                }) if saved == count
+            ),
+            "{err}"
+        );
+    }
+    // Two memory regions where the demo VM has one.
+    let mut other = state.clone();
+    other.memory.push(kvm_state::MemoryRegionState {
+        guest_phys_addr: 0x1000_0000,
+        size: 0x1000,
+        contents: Vec::new(),
+    });
+    let err = vm.restore_microvm(&other).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DemoVmError::State(KvmStateError::BadLength {
+                what: "memory regions",
+                found: 2,
+                expected: 1
+            })
+        ),
+        "{err}"
+    );
     // More pending input than the UART's FIFO holds: vm_superio would refuse it half-way.
     let mut other = state.clone();
     other.devices.serial[0].in_buffer = vec![b'x'; 65];
@@ -73,17 +131,41 @@ fn test_bad_restore_vcpu_count_mismatch() {
     let mut vm = DemoVm::new().unwrap();
     for count in [0, 1, 2, 4] {
         let mut other = state.clone();
-        other.vcpus = vec![state.vcpus[0].clone(); count];
+        // vCPUs 0, 1, 2 and a fourth with APIC id 3: distinct ids, only the count is wrong.
+        other.vcpus.truncate(count);
+        if count == 4 {
+            let mut fourth = state.vcpus[0].clone();
+            fourth.lapic.regs[0x23] = 3;
+            other.vcpus.push(fourth);
+        }
         let err = vm.restore_microvm(&other).unwrap_err();
         assert!(
-            matches!(err, DemoVmError::VcpuCount { saved, target: 3 } if saved == count),
+            matches!(
+                err,
+                DemoVmError::State(KvmStateError::VcpuCount { saved, target: 3 }) if saved == count
+            ),
             "{err}"
         );
         assert_eq!(
             err.to_string(),
-            format!("the state has {count} vcpus, the demo vm has 3")
+            format!("the state has {count} vcpus, the target vm has 3")
         );
     }
+    // The same vCPU state twice: refused by its APIC id.
+    let mut other = state.clone();
+    other.vcpus[2] = state.vcpus[1].clone();
+    let err = vm.restore_microvm(&other).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DemoVmError::State(KvmStateError::ApicIdDuplicate {
+                first: 1,
+                index: 2,
+                apic_id: 1
+            })
+        ),
+        "{err}"
+    );
     assert_vm_still_usable(vm, &saved);
 }
 
@@ -102,15 +184,17 @@ fn test_bad_restore_msr_the_host_refuses() {
     let requested = state.vcpus[0].msrs.entries.len();
     let mut vm = DemoVm::new().unwrap();
     let err = vm.restore_microvm(&state).unwrap_err();
+    let (vcpu, cause) = vcpu_error(&err);
     assert!(
-        matches!(
-            err,
-            DemoVmError::State(KvmStateError::MsrWrite { index: BOGUS, written, requested: r })
-                if r == requested && written < requested
-        ),
-        "{err}"
+        vcpu == 0
+            && matches!(
+                cause,
+                KvmStateError::MsrWrite { index: BOGUS, written, requested: r }
+                    if *r == requested && *written < requested
+            ),
+        "{err}: {cause}"
     );
-    assert!(err.to_string().contains("0x12345678"), "{err}");
+    assert!(cause.to_string().contains("0x12345678"), "{cause}");
     // The vCPU is partly restored (CPUID, registers, LAPIC, the MSRs before the refused
     // one): the VM must be discarded, as docs/SECURITY.md says.
 }
@@ -163,21 +247,23 @@ fn test_bad_restore_cpuid_feature_the_host_does_not_offer() {
 
     let mut vm = DemoVm::new().unwrap();
     let err = vm.restore_microvm(&bad).unwrap_err();
+    let (vcpu, cause) = vcpu_error(&err);
     assert!(
-        matches!(
-            err,
-            DemoVmError::State(KvmStateError::CpuidNotOffered {
-                function: 7,
-                index: 0,
-                register: "ebx",
-                bits
-            }) if bits == bit
-        ),
-        "{err}"
+        vcpu == 0
+            && matches!(
+                cause,
+                KvmStateError::CpuidNotOffered {
+                    function: 7,
+                    index: 0,
+                    register: "ebx",
+                    bits
+                } if *bits == bit
+            ),
+        "{err}: {cause}"
     );
     assert!(
-        err.to_string().contains("cpuid leaf 0x7 index 0 ebx"),
-        "{err}"
+        cause.to_string().contains("cpuid leaf 0x7 index 0 ebx"),
+        "{cause}"
     );
 
     // A leaf the host does not have at all, with feature bits set: refused too.
@@ -193,15 +279,17 @@ fn test_bad_restore_cpuid_feature_the_host_does_not_offer() {
         ..Default::default()
     });
     let err = vm.restore_microvm(&absent).unwrap_err();
+    let (vcpu, cause) = vcpu_error(&err);
     assert!(
-        matches!(
-            err,
-            DemoVmError::State(KvmStateError::CpuidNotOffered {
-                function: 0x8000_0001,
-                ..
-            })
-        ),
-        "{err}"
+        vcpu == 0
+            && matches!(
+                cause,
+                KvmStateError::CpuidNotOffered {
+                    function: 0x8000_0001,
+                    ..
+                }
+            ),
+        "{err}: {cause}"
     );
     assert_vm_still_usable(vm, &saved);
 }
@@ -223,14 +311,21 @@ fn test_bad_restore_cpuid_kvm_refuses() {
     entry.eax = (entry.eax & !0xff00) | (52 << 8);
     let mut vm = DemoVm::new().unwrap();
     let err = vm.restore_microvm(&state).unwrap_err();
-    match &err {
-        DemoVmError::State(KvmStateError::Ioctl {
-            ioctl: "KVM_SET_CPUID2",
-            source,
-        }) => assert_eq!(source.errno(), libc::EINVAL),
-        other => panic!("{other}"),
+    match vcpu_error(&err) {
+        (
+            0,
+            KvmStateError::Ioctl {
+                ioctl: "KVM_SET_CPUID2",
+                source,
+            },
+        ) => assert_eq!(source.errno(), libc::EINVAL),
+        (vcpu, other) => panic!("vcpu {vcpu}: {other}"),
     }
-    assert_eq!(err.to_string(), "ioctl KVM_SET_CPUID2 failed");
+    assert_eq!(err.to_string(), "vcpu 0");
+    assert_eq!(
+        vcpu_error(&err).1.to_string(),
+        "ioctl KVM_SET_CPUID2 failed"
+    );
     // Memory and the VM-wide state are already written: discard the VM.
 }
 
@@ -247,19 +342,21 @@ fn test_bad_restore_xsave_of_another_size() {
     let mut short = state.clone();
     short.vcpus[0].xsave.region.truncate(512);
     let err = vm.restore_microvm(&short).unwrap_err();
+    let (vcpu, cause) = vcpu_error(&err);
     assert!(
-        matches!(
-            err,
-            DemoVmError::State(KvmStateError::BadLength {
-                what: "xsave region",
-                found: 512,
-                expected: 1024
-            })
-        ),
-        "{err}"
+        vcpu == 0
+            && matches!(
+                cause,
+                KvmStateError::BadLength {
+                    what: "xsave region",
+                    found: 512,
+                    expected: 1024
+                }
+            ),
+        "{err}: {cause}"
     );
     assert_eq!(
-        err.to_string(),
+        cause.to_string(),
         "xsave region has 512 elements, expected 1024"
     );
 
@@ -273,12 +370,14 @@ fn test_bad_restore_xsave_of_another_size() {
     large.vcpus[0].xsave.extra = vec![0x5a5a_5a5a; extra_words];
     let err = vm.restore_microvm(&large).unwrap_err();
     let saved = LEGACY_XSAVE_SIZE + extra_words * 4;
+    let (vcpu, cause) = vcpu_error(&err);
     assert!(
-        matches!(err, DemoVmError::State(KvmStateError::XsaveTooLarge { saved: s, host: h }) if s == saved && h == host),
-        "{err}"
+        vcpu == 0
+            && matches!(cause, KvmStateError::XsaveTooLarge { saved: s, host: h } if *s == saved && *h == host),
+        "{err}: {cause}"
     );
     assert_eq!(
-        err.to_string(),
+        cause.to_string(),
         format!("saved xsave area has {saved} bytes of state, this host accepts {host} bytes")
     );
 

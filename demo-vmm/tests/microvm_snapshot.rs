@@ -209,17 +209,40 @@ fn test_output_depends_on_serial_state() {
 
     // The BSP's last four reports come from the UART: scratch, byte count, two words of bytes.
     let uart_reports = expected[0].len() - 4;
+    // Devices not saved: refused before anything is written (the demo VM has one UART).
+    let without = MicrovmState {
+        devices: DevicesState::default(),
+        ..state.clone()
+    };
+    let err = DemoVm::new()
+        .unwrap()
+        .restore_microvm(&without)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DemoVmError::State(KvmStateError::DeviceCount {
+                kind: "serial",
+                saved: 0,
+                target: 1
+            })
+        ),
+        "{err}"
+    );
     for tampered in [
-        // Devices not saved: the UART comes up in its power-on state.
+        // The UART in its power-on state (what a VMM that did not save it would have).
         MicrovmState {
-            devices: DevicesState::default(),
+            devices: DevicesState {
+                serial: vec![DemoVm::new().unwrap().serial_state()],
+                ..state.devices.clone()
+            },
             ..state.clone()
         },
         // A UART with all-zero registers and no input.
         MicrovmState {
             devices: DevicesState {
                 serial: vec![SerialState::default()],
-                ..Default::default()
+                ..state.devices.clone()
             },
             ..state.clone()
         },
@@ -257,13 +280,15 @@ fn test_restore_microvm_rejects_mismatched_state() {
     let (state, _) = MicrovmState::load_file(&path).unwrap();
 
     let mut four_vcpus = state.clone();
-    four_vcpus.vcpus.push(state.vcpus[0].clone());
+    let mut fourth = state.vcpus[0].clone();
+    fourth.lapic.regs[0x23] = 3; // its own APIC id, so only the count is wrong
+    four_vcpus.vcpus.push(fourth);
     assert!(matches!(
         DemoVm::new().unwrap().restore_microvm(&four_vcpus),
-        Err(DemoVmError::VcpuCount {
+        Err(DemoVmError::State(KvmStateError::VcpuCount {
             saved: 4,
             target: 3
-        })
+        }))
     ));
 
     let mut moved = state.clone();

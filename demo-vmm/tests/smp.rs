@@ -18,7 +18,7 @@ use common::{
 };
 use demo_vmm::{expected_output, DemoVm, DemoVmError, RunOutput, StopWhen};
 use kvm_bindings::{KVM_MP_STATE_HALTED, KVM_MP_STATE_RUNNABLE};
-use kvm_state::{MicrovmState, VcpuState, CURRENT_APP_VERSION};
+use kvm_state::{KvmStateError, MicrovmState, VcpuState, CURRENT_APP_VERSION};
 
 use demo_vmm::mid_run;
 
@@ -60,6 +60,9 @@ fn test_smp_snapshot_mid_run_resumes_like_uninterrupted_run() {
         let (state, version) = MicrovmState::load_file(&path).unwrap();
         assert_eq!(version, CURRENT_APP_VERSION);
         assert_eq!(state.vcpus.len(), 3);
+        // The facts of this host, queried when the VM was created, are recorded.
+        assert!(state.host_facts().is_known());
+        assert_eq!(&state.host_facts(), DemoVm::new().unwrap().host().facts());
         // AP1 has reported two results and spins, AP2 has reported its tick.
         assert_eq!(before.reports[1].len(), 3);
         assert_eq!(before.reports[2].len(), 2);
@@ -227,14 +230,18 @@ fn test_smp_control_swapped_vcpu_states() {
     assert!(
         matches!(
             err,
-            DemoVmError::VcpuOrder {
-                vcpu: 1,
-                lapic_id: 2
-            }
+            DemoVmError::State(KvmStateError::ApicId {
+                index: 1,
+                saved: 2,
+                expected: 1
+            })
         ),
         "{err}"
     );
-    assert_eq!(err.to_string(), "the state of vcpu 1 has lapic id 2");
+    assert_eq!(
+        err.to_string(),
+        "the state of vcpu 1 has apic id 2, the target vm gives vcpu 1 apic id 1"
+    );
     // The refused restore left the VM untouched: the good state restores into it.
     vm.restore_microvm(&state).unwrap();
     assert_eq!(vm.run_to_end().unwrap(), expected_rest(&before));

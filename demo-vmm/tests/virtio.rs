@@ -14,7 +14,7 @@ use demo_vmm::guest::{VIRTIO_REQUESTS, VIRTIO_SUBMITTED};
 use demo_vmm::{
     expected_output, expected_virtio_output, mid_run, DemoVm, DemoVmError, RunOutput, StopWhen,
 };
-use kvm_state::{MicrovmState, CURRENT_APP_VERSION};
+use kvm_state::{KvmStateError, MicrovmState, CURRENT_APP_VERSION};
 
 /// The driver has read every response: all requests are complete.
 fn responses_read(reports: &[Vec<u32>]) -> bool {
@@ -144,11 +144,30 @@ fn test_virtio_control_device_state_left_out() {
         return;
     }
     let (_, state) = run_and_save(mid_run);
-    // Without its state the device comes up reset (no DRIVER_OK, no queue): the requests in
-    // flight are never completed and the driver waits for them.
+    // Without its state: refused before anything is written (the demo VM has the device).
     let mut without = state.clone();
     without.devices.virtio_mmio.clear();
-    let err = restore_and_run_with_timeout(&without, Duration::from_secs(1)).unwrap_err();
+    let err = DemoVm::new()
+        .unwrap()
+        .restore_microvm(&without)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DemoVmError::State(KvmStateError::DeviceCount {
+                kind: "virtio-mmio",
+                saved: 0,
+                target: 1
+            })
+        ),
+        "{err}"
+    );
+    // With the state of a reset device instead (no DRIVER_OK, no queue), as a VMM that did
+    // not save it would have: the requests in flight are never completed and the driver
+    // waits for them.
+    let mut reset = state.clone();
+    reset.devices.virtio_mmio = vec![DemoVm::new().unwrap().virtio_state()];
+    let err = restore_and_run_with_timeout(&reset, Duration::from_secs(1)).unwrap_err();
     assert!(matches!(err, DemoVmError::Timeout(_)), "{err}");
     // A queue the device model refuses is refused before KVM is touched.
     let mut bad = state;

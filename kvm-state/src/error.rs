@@ -141,6 +141,28 @@ pub enum KvmStateError {
         /// Devices of that kind in the target VM.
         target: usize,
     },
+    /// A vCPU's saved LAPIC holds another APIC id than the target VM gives that vCPU
+    /// ([`VmLayout::apic_ids`](crate::VmLayout::apic_ids)): vCPU states out of order, or
+    /// restored into other vCPU ids.
+    #[error("the state of vcpu {index} has apic id {saved}, the target vm gives vcpu {index} apic id {expected}")]
+    ApicId {
+        /// Index of the vCPU in the state.
+        index: usize,
+        /// The APIC id in the vCPU's saved LAPIC page.
+        saved: u32,
+        /// The APIC id of the target VM's vCPU `index`.
+        expected: u32,
+    },
+    /// Two vCPUs of the state hold the same APIC id in their LAPIC pages.
+    #[error("vcpus {first} and {index} of the state have the same apic id {apic_id}")]
+    ApicIdDuplicate {
+        /// Index of the first vCPU with that id.
+        first: usize,
+        /// Index of the second vCPU with that id.
+        index: usize,
+        /// The APIC id both hold.
+        apic_id: u32,
+    },
     /// The state of one vCPU is refused; `source` says why.
     #[error("vcpu {index}")]
     Vcpu {

@@ -2,12 +2,14 @@
 //! KVM ([`check_state`], [`check_restore`]), and the functions that save and restore the VM
 //! and N vCPUs in the order KVM needs.
 
+use std::collections::HashMap;
+
 use kvm_ioctls::{VcpuFd, VmFd};
 
 use crate::error::{KvmStateError, Result};
 use crate::host::HostSupport;
 use crate::microvm::{DevicesState, MemoryRegionState, MicrovmState};
-use crate::vcpu::{save_vcpu, CheckedVcpu};
+use crate::vcpu::{save_vcpu, CheckedVcpu, VcpuState};
 use crate::vm::{restore_vm, save_vm};
 
 /// One region of guest memory as the VMM registered it with KVM.
@@ -19,8 +21,9 @@ pub struct GuestRegion {
     pub size: u64,
 }
 
-/// The VM a state is restored into, as its VMM created it: how many vCPUs, which memory
-/// regions, how many devices of each kind. [`check_restore`] compares a state with it.
+/// The VM a state is restored into, as its VMM created it: how many vCPUs and their APIC
+/// ids, which memory regions, how many devices of each kind. [`check_restore`] compares a
+/// state with it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VmLayout {
     /// Number of vCPUs (vCPU ids `0..vcpus`).
@@ -31,11 +34,15 @@ pub struct VmLayout {
     pub serial: usize,
     /// Number of virtio-mmio transports ([`DevicesState::virtio_mmio`]).
     pub virtio_mmio: usize,
+    /// The APIC id of each vCPU, `apic_ids[i]` for vCPU `i`; empty means vCPU `i` has APIC id
+    /// `i` (what KVM gives vCPU id `i` unless the VMM sets another). A saved vCPU whose LAPIC
+    /// holds another id is refused: its state belongs to another vCPU.
+    pub apic_ids: Vec<u32>,
 }
 
 impl VmLayout {
     /// The layout a state was saved from, for a VMM that re-creates the VM the state
-    /// describes.
+    /// describes with vCPU `i` having APIC id `i` ([`VmLayout::apic_ids`] empty).
     pub fn of_state(state: &MicrovmState) -> Self {
         VmLayout {
             vcpus: state.vcpus.len(),
@@ -49,8 +56,43 @@ impl VmLayout {
                 .collect(),
             serial: state.devices.serial.len(),
             virtio_mmio: state.devices.virtio_mmio.len(),
+            apic_ids: Vec::new(),
         }
     }
+
+    /// The APIC id the target VM gives vCPU `index` ([`VmLayout::apic_ids`]).
+    fn apic_id(&self, index: usize) -> u32 {
+        match self.apic_ids.get(index) {
+            Some(&id) => id,
+            None => u32::try_from(index).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// `IA32_APIC_BASE.EXTD` (bit 10): the LAPIC is in x2APIC mode.
+const APIC_BASE_X2APIC: u64 = 1 << 10;
+/// Offset of the APIC ID register in the LAPIC page.
+const APIC_ID_REGISTER: usize = 0x20;
+
+/// The APIC id in a vCPU's saved LAPIC page, `None` if the page is too short to hold it.
+///
+/// In xAPIC mode the id is bits 31:24 of the APIC ID register. In x2APIC mode
+/// (`sregs.apic_base` bit 10) `KVM_GET_LAPIC` stores the 32-bit x2APIC id shifted into bits
+/// 31:24 too, unless the VMM enabled `KVM_X2APIC_API_USE_32BIT_IDS`, which stores it whole;
+/// the shifted form leaves bits 23:0 zero, which tells the two apart (only a 32-bit id that
+/// is a multiple of 2^24 would be misread, far above any vCPU id KVM allows).
+fn saved_apic_id(vcpu: &VcpuState) -> Option<u32> {
+    let bytes = vcpu
+        .lapic
+        .regs
+        .get(APIC_ID_REGISTER..APIC_ID_REGISTER + 4)?;
+    let register = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let x2apic = vcpu.sregs.apic_base & APIC_BASE_X2APIC != 0;
+    Some(if x2apic && register & 0x00ff_ffff != 0 {
+        register
+    } else {
+        register >> 24
+    })
 }
 
 /// Wraps an error of vCPU `index` so it says which vCPU.
@@ -67,17 +109,31 @@ fn in_vcpu(index: usize) -> impl FnOnce(KvmStateError) -> KvmStateError {
 /// - each vCPU ([`VcpuState::check`](crate::VcpuState::check)): at most 256 CPUID entries and
 ///   none that KVM could serve for the same query, a 1024-word xsave region, a 1024-byte
 ///   LAPIC page, at most 16 XCRs;
+/// - no two vCPUs hold the same APIC id in their LAPIC pages;
 /// - memory: each region's contents are `size` bytes or absent, its address plus size does
 ///   not overflow, no two regions overlap, and the sizes add up without overflow.
 ///
 /// # Errors
 ///
 /// [`KvmStateError::Vcpu`] wrapping the first vCPU's error ([`KvmStateError::BadLength`],
-/// [`KvmStateError::CpuidDuplicate`]), [`KvmStateError::MemoryRegion`] saying what is wrong
-/// with a region.
+/// [`KvmStateError::CpuidDuplicate`]), [`KvmStateError::ApicIdDuplicate`],
+/// [`KvmStateError::MemoryRegion`] saying what is wrong with a region.
 pub fn check_state(state: &MicrovmState) -> Result<()> {
     for (index, vcpu) in state.vcpus.iter().enumerate() {
         vcpu.check().map_err(in_vcpu(index))?;
+    }
+    let mut seen = HashMap::with_capacity(state.vcpus.len());
+    for (index, vcpu) in state.vcpus.iter().enumerate() {
+        if let Some(apic_id) = saved_apic_id(vcpu) {
+            if let Some(&first) = seen.get(&apic_id) {
+                return Err(KvmStateError::ApicIdDuplicate {
+                    first,
+                    index,
+                    apic_id,
+                });
+            }
+            seen.insert(apic_id, index);
+        }
     }
     check_memory(&state.memory)?;
     Ok(())
@@ -114,14 +170,45 @@ fn check_memory(regions: &[MemoryRegionState]) -> Result<u64> {
     Ok(total)
 }
 
-/// The state matches the layout of the VM it goes into: vCPU count, device counts, memory
-/// regions (same addresses and sizes).
+/// The state matches the layout of the VM it goes into: vCPU count, each vCPU's APIC id,
+/// device counts, memory regions (same addresses and sizes).
 fn check_layout(state: &MicrovmState, layout: &VmLayout) -> Result<()> {
     if state.vcpus.len() != layout.vcpus {
         return Err(KvmStateError::VcpuCount {
             saved: state.vcpus.len(),
             target: layout.vcpus,
         });
+    }
+    if !layout.apic_ids.is_empty() && layout.apic_ids.len() != layout.vcpus {
+        return Err(KvmStateError::BadLength {
+            what: "apic ids of the target vm",
+            found: layout.apic_ids.len(),
+            expected: layout.vcpus,
+        });
+    }
+    for (index, vcpu) in state.vcpus.iter().enumerate() {
+        let expected = layout.apic_id(index);
+        match saved_apic_id(vcpu) {
+            Some(saved) if saved != expected => {
+                return Err(KvmStateError::ApicId {
+                    index,
+                    saved,
+                    expected,
+                })
+            }
+            Some(_) => {}
+            // check_state refused a LAPIC page that short.
+            None => {
+                return Err(KvmStateError::Vcpu {
+                    index,
+                    source: Box::new(KvmStateError::BadLength {
+                        what: "lapic registers",
+                        found: vcpu.lapic.regs.len(),
+                        expected: crate::LAPIC_REGS_SIZE,
+                    }),
+                })
+            }
+        }
     }
     for (kind, saved, target) in [
         ("serial", state.devices.serial.len(), layout.serial),
@@ -159,8 +246,8 @@ fn check_layout(state: &MicrovmState, layout: &VmLayout) -> Result<()> {
 /// Runs every check a restore runs before it touches KVM, and returns the state ready to be
 /// written ([`CheckedRestore`]).
 ///
-/// In order: [`check_state`] (shape, memory regions), the layout of the target VM (vCPU count,
-/// device counts, the memory regions' addresses and sizes), the facts of the host the state
+/// In order: [`check_state`] (shape, distinct APIC ids, memory regions), the layout of the
+/// target VM (vCPU count, each vCPU's APIC id ([`VmLayout::apic_ids`]), device counts, the memory regions' addresses and sizes), the facts of the host the state
 /// was saved on against this one ([`HostSupport::check_facts`]: CPU vendor, KVM capabilities,
 /// TSC frequency), then each vCPU against the host (CPUID feature flags offered, xsave area
 /// size; see [`check_vcpu`](crate::check_vcpu)). Nothing is written: a refused state leaves the target
@@ -168,7 +255,8 @@ fn check_layout(state: &MicrovmState, layout: &VmLayout) -> Result<()> {
 ///
 /// # Errors
 ///
-/// Any error of [`check_state`]; [`KvmStateError::VcpuCount`], [`KvmStateError::DeviceCount`],
+/// Any error of [`check_state`]; [`KvmStateError::VcpuCount`], [`KvmStateError::ApicId`],
+/// [`KvmStateError::BadLength`] (`apic_ids` not one per vCPU), [`KvmStateError::DeviceCount`],
 /// [`KvmStateError::BadLength`] (number of memory regions), [`KvmStateError::MemoryRegion`];
 /// any error of [`HostSupport::check_facts`]; [`KvmStateError::Vcpu`] wrapping a vCPU's
 /// [`KvmStateError::CpuidNotOffered`] or [`KvmStateError::XsaveTooLarge`].
@@ -325,22 +413,23 @@ mod tests {
     use super::*;
     use crate::{CpuidEntry, Lapic, VcpuState, Xcr, Xsave, LAPIC_REGS_SIZE};
 
-    fn vcpu() -> VcpuState {
+    /// A vCPU in xAPIC mode with APIC id `apic_id`.
+    fn vcpu(apic_id: u8) -> VcpuState {
+        let mut regs = vec![0; LAPIC_REGS_SIZE];
+        regs[0x23] = apic_id;
         VcpuState {
             xsave: Xsave {
                 region: vec![0; 1024],
                 extra: Vec::new(),
             },
-            lapic: Lapic {
-                regs: vec![0; LAPIC_REGS_SIZE],
-            },
+            lapic: Lapic { regs },
             ..Default::default()
         }
     }
 
     fn state() -> MicrovmState {
         MicrovmState {
-            vcpus: vec![vcpu(), vcpu()],
+            vcpus: vec![vcpu(0), vcpu(1)],
             memory: vec![
                 MemoryRegionState::with_contents(0, vec![0; 4096]),
                 MemoryRegionState {
@@ -547,6 +636,83 @@ mod tests {
                 what: "memory regions",
                 found: 2,
                 expected: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn test_saved_apic_id_xapic_and_x2apic_formats() {
+        let mut v = vcpu(5);
+        assert_eq!(saved_apic_id(&v), Some(5));
+        // x2APIC mode, KVM's default format: the id shifted into bits 31:24.
+        v.sregs.apic_base = 0xfee0_0000 | 0x800 | APIC_BASE_X2APIC;
+        assert_eq!(saved_apic_id(&v), Some(5));
+        // x2APIC mode with KVM_X2APIC_API_USE_32BIT_IDS: the whole 32-bit id.
+        v.lapic.regs[0x20..0x24].copy_from_slice(&300u32.to_le_bytes());
+        assert_eq!(saved_apic_id(&v), Some(300));
+        v.lapic.regs.truncate(0x22);
+        assert_eq!(saved_apic_id(&v), None);
+    }
+
+    #[test]
+    fn test_check_state_duplicate_apic_ids() {
+        let mut s = state();
+        s.vcpus.push(vcpu(1));
+        let err = check_state(&s).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                KvmStateError::ApicIdDuplicate {
+                    first: 1,
+                    index: 2,
+                    apic_id: 1
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "vcpus 1 and 2 of the state have the same apic id 1"
+        );
+    }
+
+    #[test]
+    fn test_check_layout_vcpu_states_swapped() {
+        let mut s = state();
+        s.vcpus.swap(0, 1);
+        let layout = VmLayout::of_state(&s);
+        let err = check_layout(&s, &layout).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                KvmStateError::ApicId {
+                    index: 0,
+                    saved: 1,
+                    expected: 0
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "the state of vcpu 0 has apic id 1, the target vm gives vcpu 0 apic id 0"
+        );
+        // A VMM whose vCPU 0 has APIC id 1 and vCPU 1 APIC id 0 takes that state.
+        let crossed = VmLayout {
+            apic_ids: vec![1, 0],
+            ..layout.clone()
+        };
+        check_layout(&s, &crossed).unwrap();
+        let one_id = VmLayout {
+            apic_ids: vec![1],
+            ..layout
+        };
+        assert!(matches!(
+            check_layout(&s, &one_id),
+            Err(KvmStateError::BadLength {
+                what: "apic ids of the target vm",
+                found: 1,
+                expected: 2
             })
         ));
     }

@@ -34,8 +34,11 @@ fn sample_state() -> MicrovmState {
             region: vec![0; 1024],
             extra: Vec::new(),
         },
+        // Each vCPU's own APIC id (register 0x20, bits 31:24), as `verify` requires.
         lapic: kvm_state::Lapic {
-            regs: vec![0; kvm_state::LAPIC_REGS_SIZE],
+            regs: (0..kvm_state::LAPIC_REGS_SIZE)
+                .map(|i| if i == 0x23 { id as u8 } else { 0 })
+                .collect(),
         },
         ..Default::default()
     };

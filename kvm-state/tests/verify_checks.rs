@@ -26,8 +26,11 @@ fn sound() -> MicrovmState {
         },
         ..Default::default()
     };
+    // The second vCPU has APIC id 1 (register 0x20, bits 31:24): no two share one.
+    let mut second = vcpu.clone();
+    second.lapic.regs[0x23] = 1;
     MicrovmState {
-        vcpus: vec![vcpu.clone(), vcpu],
+        vcpus: vec![vcpu, second],
         memory: vec![
             MemoryRegionState::with_contents(0, vec![0; 4096]),
             MemoryRegionState {
@@ -103,6 +106,13 @@ fn test_verify_refuses_what_no_restore_accepts() {
         "duplicate-cpuid",
         s,
         "vcpu 0: cpuid leaf 0x0 index 0 duplicates an earlier entry",
+    ));
+    let mut s = sound();
+    s.vcpus[1].lapic.regs[0x23] = 0;
+    cases.push((
+        "duplicate-apic-id",
+        s,
+        "vcpus 0 and 1 of the state have the same apic id 0",
     ));
     let mut s = sound();
     s.memory[1].guest_phys_addr = u64::MAX - 0xfff;
