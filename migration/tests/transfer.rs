@@ -326,9 +326,11 @@ fn test_transfer_kvm_state_microvm_state() {
 
     // kvm-state's own map, and an older build that stopped at app version 2.
     let memory = pattern(2 * 1024 * 1024, 7);
-    let mut state = MicrovmState::default();
-    state.host_cpu_vendor = "GenuineIntel".into();
-    state.vcpus = vec![Default::default(); 2];
+    let state = MicrovmState {
+        host_cpu_vendor: "GenuineIntel".into(),
+        vcpus: vec![Default::default(); 2],
+        ..Default::default()
+    };
     for (source_map, destination_map, expected) in [
         (version_map(), version_map(), CURRENT_APP_VERSION),
         (version_map(), truncated(2), 2),
