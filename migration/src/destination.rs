@@ -112,7 +112,7 @@ impl<S: Read + Write> Destination<S> {
             "once, right after the handshake",
         )?;
         self.phase = Phase::Failed;
-        let kind = self.read(&[FrameKind::State], "state", "receive state")?;
+        self.read(&[FrameKind::State], "state", "receive state")?;
         let app_version = self.negotiated.app_version;
         let options = LoadOptions::default().with_max_state_len(self.max_frame_len);
         let (state, found) = Snapshot::load_with::<_, T>(
@@ -126,7 +126,6 @@ impl<S: Read + Write> Destination<S> {
             app_version,
             source,
         })?;
-        debug_assert_eq!(kind, FrameKind::State);
         if found != app_version {
             return Err(MigrationError::StateVersionMismatch {
                 found,

@@ -2,8 +2,8 @@
 //! socket, a TCP connection between hosts), with version negotiation.
 //!
 //! Both ends first exchange a *hello*: who they are, which protocol versions they speak,
-//! which app versions they read and write (their [`VersionMap`]'s support window,
-//! [`VersionMap::supported_range`]) and the largest frame they accept. Both compute the same
+//! which app versions they read and write (their version map's support window,
+//! [`VersionMap::supported_range`](versionize::VersionMap::supported_range)) and the largest frame they accept. Both compute the same
 //! agreement from the two hellos: the highest common protocol version and the highest common
 //! app version ([`VersionRange::highest_common`]), or the same refusal
 //! ([`MigrationError::NoCommonVersion`] on both sides, before any state is sent: the source
@@ -102,6 +102,3 @@ pub use crate::hello::{
 };
 pub use crate::memory::{GuestRegions, MemorySink};
 pub use crate::source::{Outcome, Source};
-
-#[cfg(doc)]
-use versionize::VersionMap;

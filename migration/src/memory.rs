@@ -24,7 +24,9 @@ impl<F: FnMut(u64, &[u8]) -> io::Result<()>> MemorySink for F {
 }
 
 /// Guest memory as byte slices at guest addresses: a chunk is stored only if it lies
-/// entirely inside one region.
+/// entirely inside one region (a source sends each region with its own
+/// [`Source::send_memory`](crate::Source::send_memory) call, so its chunks never straddle
+/// two).
 ///
 /// # Example
 /// ```

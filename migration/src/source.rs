@@ -153,7 +153,9 @@ impl<S: Read + Write> Source<S> {
     }
 
     /// Sends the guest memory `bytes` found at guest address `address`, in frames of at
-    /// most the configured chunk length.
+    /// most the configured chunk length. Send each region of guest memory with its own
+    /// call: a destination's [`GuestRegions`](crate::GuestRegions) stores a chunk only if it
+    /// lies inside one region.
     ///
     /// # Errors
     /// Stream errors; [`MigrationError::DestinationFailed`] when the destination gave up
