@@ -37,22 +37,27 @@ enum Stop {
 }
 
 fn run_destination(input: Vec<u8>) -> Stop {
+    run_destination_with_memory(input).0
+}
+
+/// As [`run_destination`], also returning the 100 bytes of guest memory at address 0.
+fn run_destination_with_memory(input: Vec<u8>) -> (Stop, [u8; 100]) {
     let stream = Duplex::new(input);
-    let received = (move || {
+    let mut memory = [0u8; 100];
+    let received = (|| {
         let mut dst = Destination::handshake(stream, &build_map(1, 6), &Config::new("dst"))?;
         let _: VmState = dst.recv_state()?;
-        let mut memory = [0u8; 100];
         dst.recv_memory(&mut GuestRegions::new(&mut [(0, memory.as_mut_slice())]))?;
-        assert_eq!(memory, MEMORY);
         Ok(dst)
     })();
-    match received {
+    let stop = match received {
         Err(err) => Stop::Before(err),
         Ok(dst) => match dst.restored() {
             Ok(_) => Stop::Committed,
             Err(err) => Stop::AtCommit(err),
         },
-    }
+    };
+    (stop, memory)
 }
 
 #[test]
@@ -67,7 +72,9 @@ fn test_hostile_complete_stream_without_commit_does_not_resume() {
     }
     let mut with_commit = source_stream();
     with_commit.extend(frame(5, &[]));
-    assert!(matches!(run_destination(with_commit), Stop::Committed));
+    let (stop, memory) = run_destination_with_memory(with_commit);
+    assert!(matches!(stop, Stop::Committed), "{stop:?}");
+    assert_eq!(memory, MEMORY);
 }
 
 #[test]
@@ -383,4 +390,75 @@ fn test_hostile_peer_hangs_up_mid_transfer_over_a_socket() {
         }) => {}
         other => panic!("unexpected {other:?}"),
     }
+}
+
+mod arbitrary_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Frames with valid checksums but arbitrary kinds and payloads, and some raw noise.
+    fn frames() -> impl Strategy<Value = Vec<u8>> {
+        let one = prop_oneof![
+            (0u8..8, prop::collection::vec(any::<u8>(), 0..48)).prop_map(|(tag, p)| frame(tag, &p)),
+            (any::<u64>(), prop::collection::vec(any::<u8>(), 0..32))
+                .prop_map(|(address, bytes)| memory_frame(address % 128, &bytes)),
+            (0u64..4, 0u64..200).prop_map(|(frames, bytes)| done_frame(frames, bytes)),
+            prop::collection::vec(any::<u8>(), 0..24),
+        ];
+        prop::collection::vec(one, 0..6).prop_map(|frames| frames.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn test_hostile_arbitrary_frames_after_a_valid_state_never_panic(tail in frames()) {
+            let mut input = hello_and_state();
+            input.extend_from_slice(&tail);
+            // The runner fails on a panic; any outcome other than a commit is an error, and a
+            // commit needs a done frame whose counts match what arrived.
+            if let Stop::Committed = run_destination(input) {
+                prop_assert!(tail.ends_with(&frame(5, &[])));
+            }
+        }
+
+        #[test]
+        fn test_hostile_arbitrary_bytes_after_a_valid_hello_never_panic(
+            tail in prop::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let mut input = hello_and_state()[..38].to_vec();
+            input.extend_from_slice(&tail);
+            prop_assert!(!matches!(run_destination(input), Stop::Committed));
+        }
+
+        #[test]
+        fn test_hostile_arbitrary_answers_to_a_source_never_panic(tail in frames()) {
+            let mut input = hello((1, 1), 2, (1, 6), 1 << 20, "dst");
+            input.extend_from_slice(&tail);
+            let mut stream = Duplex::new(input);
+            let mut src = Source::handshake(&mut stream, &build_map(1, 6), &Config::new("s")).unwrap();
+            src.send_state(&VmState::sample()).unwrap();
+            src.send_memory(0, &[1; 10]).unwrap();
+            // Only an ack "restored" at the front of the answer lets the source commit.
+            let restored = tail.starts_with(&frame(4, &[0]));
+            prop_assert_eq!(src.finish().is_ok(), restored);
+        }
+    }
+}
+
+#[test]
+fn test_hostile_silent_peer_times_out_with_the_callers_socket_timeout() {
+    // Timeouts are the caller's: a read timeout on the socket ends the handshake with an
+    // i/o error naming the step, instead of waiting forever for a peer that never speaks.
+    let (source_end, silent) = UnixStream::pair().unwrap();
+    source_end
+        .set_read_timeout(Some(std::time::Duration::from_millis(50)))
+        .unwrap();
+    match Source::handshake(source_end, &build_map(1, 6), &Config::new("s")) {
+        Err(MigrationError::Io {
+            step: "receive hello",
+            kind: std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut,
+            ..
+        }) => {}
+        other => panic!("unexpected {:?}", other.err()),
+    }
+    drop(silent);
 }
