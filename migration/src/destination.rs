@@ -112,7 +112,11 @@ impl<S: Read + Write> Destination<S> {
             "once, right after the handshake",
         )?;
         self.phase = Phase::Failed;
-        self.read(&[FrameKind::State], "state", "receive state")?;
+        self.read(
+            &[FrameKind::State, FrameKind::Abort],
+            "state",
+            "receive state",
+        )?;
         let app_version = self.negotiated.app_version;
         let options = LoadOptions::default().with_max_state_len(self.max_frame_len);
         let (state, found) = Snapshot::load_with::<_, T>(
@@ -152,7 +156,7 @@ impl<S: Read + Write> Destination<S> {
         self.phase = Phase::Failed;
         loop {
             let kind = self.read(
-                &[FrameKind::Memory, FrameKind::Done],
+                &[FrameKind::Memory, FrameKind::Done, FrameKind::Abort],
                 "memory or done",
                 "receive memory",
             )?;
@@ -248,19 +252,19 @@ impl<S: Read + Write> Destination<S> {
         )
     }
 
+    /// Reads a frame of one of the `allowed` kinds; an allowed abort is
+    /// [`MigrationError::PeerAborted`].
     fn read(
         &mut self,
         allowed: &[FrameKind],
         expected: &'static str,
         step: &'static str,
     ) -> Result<FrameKind> {
-        let mut with_abort = allowed.to_vec();
-        with_abort.push(FrameKind::Abort);
         let kind = read_frame(
             &mut self.stream,
             &mut self.payload,
             self.max_frame_len.max(MEMORY_ADDRESS_LEN),
-            &with_abort,
+            allowed,
             expected,
             step,
         )?;
