@@ -123,7 +123,9 @@ impl Snapshot {
     ///
     /// # Errors
     /// [`SnapshotError::InvalidMagic`], [`SnapshotError::InvalidFormatVersion`],
-    /// [`SnapshotError::InvalidDataVersion`] or a decoding error.
+    /// [`SnapshotError::InvalidDataVersion`], a data version older than the map's support
+    /// window ([`VersionizeError::AppVersionUnsupported`](versionize::VersionizeError::AppVersionUnsupported)
+    /// in [`SnapshotError::Versionize`]) or a decoding error.
     pub fn get_data_version<R: Read>(reader: &mut R, version_map: &VersionMap) -> Result<u16> {
         let format_map = Self::format_version_map();
         let magic = u64::deserialize(reader, &format_map, 1)?;
@@ -247,8 +249,11 @@ impl Snapshot {
     /// bookkeeping on every field, and no second copy of a large state is made.
     ///
     /// # Errors
-    /// [`SnapshotError::InvalidDataVersion`] for a target version outside the map, writer
-    /// failures, or state encoding errors.
+    /// [`SnapshotError::InvalidDataVersion`] for a target version outside the map,
+    /// [`SnapshotError::Versionize`] with
+    /// [`VersionizeError::AppVersionUnsupported`](versionize::VersionizeError::AppVersionUnsupported)
+    /// for one older than the map's support window (nothing is written), writer failures, or
+    /// state encoding errors.
     pub fn save<W: Write, O: Versionize + Debug>(
         &mut self,
         writer: &mut W,
@@ -307,5 +312,8 @@ fn check_data_version(data_version: u16, version_map: &VersionMap) -> Result<()>
             latest: version_map.latest_version(),
         });
     }
+    // The support window: a data version this build no longer reads or writes is named
+    // here, before any state is decoded or encoded.
+    version_map.check_supported(data_version)?;
     Ok(())
 }

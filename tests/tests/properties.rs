@@ -337,7 +337,8 @@ fn test_properties_restore_checks_seeds() {
 
 /// Writes the seeds of the `restore_checks` fuzz target into `fuzz/seeds/restore_checks/`:
 /// the app version selector and an encoded `MicrovmState` that passes `check_state` (kernel-
-/// sized LAPIC page and xsave area, two vCPUs, two memory regions), at every app version.
+/// sized LAPIC page and xsave area, two vCPUs with their own APIC ids, two memory regions), at
+/// every app version.
 ///
 /// `cargo test -p integration-tests --test properties -- --ignored write_restore_checks_seeds`.
 #[cfg(target_arch = "x86_64")]
@@ -357,7 +358,7 @@ fn write_restore_checks_seeds() {
         ],
         ..Default::default()
     };
-    for _ in 0..2 {
+    for index in 0..2u8 {
         let mut vcpu = VcpuState {
             xsave: Xsave {
                 region: vec![0; 1024],
@@ -369,6 +370,8 @@ fn write_restore_checks_seeds() {
             ..Default::default()
         };
         vcpu.cpuid = small_cpuid();
+        // Each vCPU its own xAPIC id (register 0x20, bits 31:24), as `check_state` requires.
+        vcpu.lapic.regs[0x23] = index;
         state.vcpus.push(vcpu);
     }
     check_state(&state).unwrap();

@@ -110,6 +110,17 @@ pub enum VersionizeError {
         /// The newest app version of the map.
         latest: u16,
     },
+    /// An app version inside the map but older than the oldest this build still reads and
+    /// writes ([`VersionMap::set_oldest_supported`](crate::VersionMap::set_oldest_supported)).
+    #[error("app version {app_version} is older than the oldest this build supports ({oldest}..={latest})")]
+    AppVersionUnsupported {
+        /// The app version of the data, or asked for.
+        app_version: u16,
+        /// The oldest app version this build supports.
+        oldest: u16,
+        /// The newest app version of the map.
+        latest: u16,
+    },
     /// The version map maps a type to a version the type does not have.
     #[error("{type_name} is mapped to version {mapped} but its latest version is {latest}")]
     InvalidTypeVersion {

@@ -41,7 +41,11 @@ impl Hasher for TypeIdHasher {
 /// Lookups cost one hash of the `TypeId` and one index, whatever the number of app
 /// versions: each type keeps a dense table of its version per app version.
 ///
-/// The map also carries the [`Limits`] that decoding with it enforces.
+/// The map also carries the [`Limits`] that decoding with it enforces, and the build's
+/// *support window*: the oldest app version it still reads and writes
+/// ([`set_oldest_supported`]), 1 unless set. The window is checked where an app version
+/// comes from outside the build (a snapshot's header, a migration peer, a save target):
+/// [`check_supported`] names an older one [`VersionizeError::AppVersionUnsupported`].
 ///
 /// # Example
 /// ```
@@ -58,9 +62,13 @@ impl Hasher for TypeIdHasher {
 /// [`new_version`]: VersionMap::new_version
 /// [`set_type_version`]: VersionMap::set_type_version
 /// [`adopt`]: VersionMap::adopt
+/// [`set_oldest_supported`]: VersionMap::set_oldest_supported
+/// [`check_supported`]: VersionMap::check_supported
 #[derive(Clone, Debug)]
 pub struct VersionMap {
     latest: u16,
+    /// The oldest app version this build reads and writes (`1..=latest`).
+    oldest: u16,
     /// `types[id][i]` is the type's version at app version `i + 1`; app versions past the
     /// end of the table use its last entry.
     types: HashMap<TypeId, Vec<u16>, BuildHasherDefault<TypeIdHasher>>,
@@ -79,6 +87,7 @@ impl VersionMap {
     pub fn new() -> Self {
         VersionMap {
             latest: 1,
+            oldest: 1,
             types: HashMap::default(),
             limits: Limits::default(),
         }
@@ -220,6 +229,88 @@ impl VersionMap {
     #[must_use]
     pub fn latest_version(&self) -> u16 {
         self.latest
+    }
+
+    /// Declares the oldest app version this build still reads and writes: snapshots and
+    /// migration peers below it are refused by [`check_supported`](Self::check_supported)
+    /// before anything is decoded or encoded. App versions `1..oldest` stay in the map (their
+    /// rows never change); they are only out of the window. Later
+    /// [`new_version`](Self::new_version) calls keep the oldest version as it is.
+    ///
+    /// # Errors
+    /// [`VersionizeError::InvalidAppVersion`] when `oldest` is 0 or above
+    /// [`latest_version`](Self::latest_version) (the map is then unchanged).
+    ///
+    /// # Example
+    /// ```
+    /// use versionize::prelude::*;
+    /// use versionize::VersionizeError;
+    ///
+    /// # fn main() -> VersionizeResult<()> {
+    /// let mut map = VersionMap::new();
+    /// map.new_version().new_version().new_version(); // app versions 1..=4
+    /// map.set_oldest_supported(2)?; // this build no longer reads or writes app version 1
+    /// assert_eq!(map.supported_range(), 2..=4);
+    /// assert!(map.check_supported(3).is_ok());
+    /// assert!(matches!(
+    ///     map.check_supported(1),
+    ///     Err(VersionizeError::AppVersionUnsupported { app_version: 1, oldest: 2, latest: 4 })
+    /// ));
+    /// assert!(matches!(
+    ///     map.check_supported(5),
+    ///     Err(VersionizeError::InvalidAppVersion { app_version: 5, latest: 4 })
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_oldest_supported(&mut self, oldest: u16) -> VersionizeResult<&mut Self> {
+        if oldest == 0 || oldest > self.latest {
+            return Err(VersionizeError::InvalidAppVersion {
+                app_version: oldest,
+                latest: self.latest,
+            });
+        }
+        self.oldest = oldest;
+        Ok(self)
+    }
+
+    /// The oldest app version this build reads and writes (1 unless
+    /// [`set_oldest_supported`](Self::set_oldest_supported) raised it).
+    #[must_use]
+    pub fn oldest_supported(&self) -> u16 {
+        self.oldest
+    }
+
+    /// The app versions this build reads and writes: oldest supported to latest.
+    #[must_use]
+    pub fn supported_range(&self) -> std::ops::RangeInclusive<u16> {
+        self.oldest..=self.latest
+    }
+
+    /// Checks that `app_version` is in the support window, before a snapshot or a migration
+    /// peer's state is decoded, or before state is encoded for an older build.
+    ///
+    /// # Errors
+    /// [`VersionizeError::InvalidAppVersion`] for 0 or a version newer than
+    /// [`latest_version`](Self::latest_version) (data from a newer build);
+    /// [`VersionizeError::AppVersionUnsupported`] for a version older than
+    /// [`oldest_supported`](Self::oldest_supported) (data of, or for, a build this one no
+    /// longer supports).
+    pub fn check_supported(&self, app_version: u16) -> VersionizeResult<()> {
+        if app_version == 0 || app_version > self.latest {
+            return Err(VersionizeError::InvalidAppVersion {
+                app_version,
+                latest: self.latest,
+            });
+        }
+        if app_version < self.oldest {
+            return Err(VersionizeError::AppVersionUnsupported {
+                app_version,
+                oldest: self.oldest,
+                latest: self.latest,
+            });
+        }
+        Ok(())
     }
 
     /// The decoding limits enforced by decodes that use this map.
@@ -372,6 +463,83 @@ mod tests {
             }
         }
         assert_eq!(map.get_type_version(1, id::<A>()), 2);
+    }
+
+    #[test]
+    fn test_version_map_support_window_defaults_to_every_version() {
+        let mut map = VersionMap::new();
+        map.new_version().new_version();
+        assert_eq!(map.oldest_supported(), 1);
+        assert_eq!(map.supported_range(), 1..=3);
+        for v in 1..=3 {
+            assert!(map.check_supported(v).is_ok(), "app version {v}");
+        }
+    }
+
+    #[test]
+    fn test_version_map_support_window_names_older_and_newer_versions() {
+        let mut map = VersionMap::new();
+        for _ in 0..4 {
+            map.new_version();
+        }
+        map.set_oldest_supported(3).unwrap();
+        assert_eq!(map.supported_range(), 3..=5);
+        for v in 0..=7u16 {
+            match (v, map.check_supported(v)) {
+                (3..=5, Ok(())) => {}
+                (
+                    1..=2,
+                    Err(VersionizeError::AppVersionUnsupported {
+                        app_version,
+                        oldest: 3,
+                        latest: 5,
+                    }),
+                ) => assert_eq!(app_version, v),
+                (
+                    0 | 6..,
+                    Err(VersionizeError::InvalidAppVersion {
+                        app_version,
+                        latest: 5,
+                    }),
+                ) => assert_eq!(app_version, v),
+                (v, other) => panic!("app version {v}: unexpected {other:?}"),
+            }
+        }
+        let message = map.check_supported(2).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "app version 2 is older than the oldest this build supports (3..=5)"
+        );
+        // The rows below the window are still there.
+        assert_eq!(map.try_type_version(1, id::<A>()).ok(), Some(1));
+    }
+
+    #[test]
+    fn test_version_map_support_window_survives_new_versions() {
+        let mut map = VersionMap::new();
+        map.new_version();
+        map.set_oldest_supported(2).unwrap();
+        map.new_version();
+        assert_eq!(map.supported_range(), 2..=3);
+    }
+
+    #[test]
+    fn test_version_map_set_oldest_supported_rejects_versions_outside_the_map() {
+        let mut map = VersionMap::new();
+        map.new_version();
+        for bad in [0u16, 3, u16::MAX] {
+            match map.set_oldest_supported(bad) {
+                Err(VersionizeError::InvalidAppVersion {
+                    app_version,
+                    latest: 2,
+                }) => assert_eq!(app_version, bad),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(map.supported_range(), 1..=2);
+        map.set_oldest_supported(2).unwrap();
+        map.set_oldest_supported(1).unwrap();
+        assert_eq!(map.supported_range(), 1..=2);
     }
 
     #[test]
