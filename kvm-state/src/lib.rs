@@ -76,6 +76,7 @@
 pub mod demo;
 pub mod device;
 mod error;
+mod memory;
 #[cfg(target_arch = "x86_64")]
 pub mod microvm;
 #[cfg(target_arch = "x86_64")]
@@ -90,6 +91,13 @@ pub mod vm;
 pub use device::serial::SerialState;
 pub use device::virtio::{MmioTransportState, QueueState};
 pub use error::{KvmStateError, Result};
+pub use memory::{
+    kvm_dirty_bitmap, merge_memory_chain, read_memory_diff_info, restore_memory_chain,
+    restore_memory_file, save_memory_diff, save_memory_file, verify_memory_file, ChunkSaveStats,
+    ChunkStore, DiffRegion, GcStats, GuestMemoryMapping, GuestRegion, MemoryDiffInfo, MemoryError,
+    MemoryFileDescriptor, MemoryFileRegion, MemoryLayerId, MemoryResult, PageHashes, RestoreMode,
+    DEFAULT_CHUNK_SIZE, PAGE_SIZE,
+};
 #[cfg(target_arch = "x86_64")]
 pub use microvm::{
     version_map, DevicesState, MemoryRegionState, MicrovmState, APP_VERSION_1, APP_VERSION_2,
