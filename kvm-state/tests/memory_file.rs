@@ -6,9 +6,8 @@ mod memory_support;
 
 use common::TempDir;
 use kvm_state::{
-    restore_memory_file, save_memory_file, verify_memory_file, GuestMemoryMapping,
-    MemoryError, MemoryFileDescriptor, MemoryFileRegion, MemoryLayerId, RestoreMode,
-    PAGE_SIZE,
+    restore_memory_file, save_memory_file, verify_memory_file, GuestMemoryMapping, MemoryError,
+    MemoryFileDescriptor, MemoryFileRegion, MemoryLayerId, RestoreMode, PAGE_SIZE,
 };
 use memory_support::{flip_byte, patterned, set_len};
 use versionize::{VersionMap, Versionize};
@@ -23,7 +22,10 @@ fn two_regions() -> Vec<GuestMemoryMapping> {
     ]
 }
 
-fn save(dir: &TempDir, memory: &[GuestMemoryMapping]) -> (std::path::PathBuf, MemoryFileDescriptor) {
+fn save(
+    dir: &TempDir,
+    memory: &[GuestMemoryMapping],
+) -> (std::path::PathBuf, MemoryFileDescriptor) {
     let path = dir.path().join("vm.mem");
     let regions: Vec<_> = memory.iter().map(GuestMemoryMapping::region).collect();
     let descriptor = save_memory_file(&path, &regions).unwrap();
@@ -35,7 +37,11 @@ fn assert_same(restored: &[GuestMemoryMapping], memory: &[GuestMemoryMapping]) {
     for (r, m) in restored.iter().zip(memory) {
         assert_eq!(r.guest_phys_addr(), m.guest_phys_addr());
         assert_eq!(r.size(), m.size());
-        assert!(r.as_slice() == m.as_slice(), "region {:#x} differs", m.guest_phys_addr());
+        assert!(
+            r.as_slice() == m.as_slice(),
+            "region {:#x} differs",
+            m.guest_phys_addr()
+        );
     }
 }
 
@@ -135,8 +141,12 @@ fn test_memory_file_missing_refused() {
         layer: MemoryLayerId { id: 1, checksum: 2 },
         regions: vec![],
     };
-    let err = restore_memory_file(dir.path().join("absent.mem"), &descriptor, RestoreMode::Lazy)
-        .unwrap_err();
+    let err = restore_memory_file(
+        dir.path().join("absent.mem"),
+        &descriptor,
+        RestoreMode::Lazy,
+    )
+    .unwrap_err();
     assert!(matches!(err, MemoryError::Io { op: "open", .. }), "{err}");
     assert!(err.to_string().starts_with("cannot open "), "{err}");
 }
@@ -212,7 +222,10 @@ fn test_memory_file_save_over_mapped_file_keeps_mapping() {
     let memory = two_regions();
     let (path, descriptor) = save(&dir, &memory);
     let lazy = restore_memory_file(&path, &descriptor, RestoreMode::Lazy).unwrap();
-    let other = vec![patterned(0, 4 * MIB, 1, 99), patterned(4 << 30, 2 * MIB, 1, 98)];
+    let other = vec![
+        patterned(0, 4 * MIB, 1, 99),
+        patterned(4 << 30, 2 * MIB, 1, 98),
+    ];
     let regions: Vec<_> = other.iter().map(GuestMemoryMapping::region).collect();
     save_memory_file(&path, &regions).unwrap();
     assert_same(&lazy, &memory);
@@ -237,8 +250,16 @@ fn test_memory_file_truncated_after_mapping_is_sigbus() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&status.stdout);
-    assert!(stdout.contains("mapped and truncated"), "child output: {stdout}");
-    assert_eq!(status.status.signal(), Some(libc::SIGBUS), "{:?}", status.status);
+    assert!(
+        stdout.contains("mapped and truncated"),
+        "child output: {stdout}"
+    );
+    assert_eq!(
+        status.status.signal(),
+        Some(libc::SIGBUS),
+        "{:?}",
+        status.status
+    );
 }
 
 #[test]
