@@ -277,7 +277,7 @@ fn test_diff_damage_detected() {
 #[test]
 fn test_diff_bad_bitmap_refused() {
     let dir = TempDir::new("memory-diff");
-    let memory = vec![patterned(0, 100 * PAGE_SIZE, 1, 5)];
+    let memory = [patterned(0, 100 * PAGE_SIZE, 1, 5)];
     let base = MemoryLayerId { id: 1, checksum: 2 };
     let path = dir.path().join("bad.diff");
     let regions = |dirty| {

@@ -222,7 +222,7 @@ fn test_memory_file_save_over_mapped_file_keeps_mapping() {
     let memory = two_regions();
     let (path, descriptor) = save(&dir, &memory);
     let lazy = restore_memory_file(&path, &descriptor, RestoreMode::Lazy).unwrap();
-    let other = vec![
+    let other = [
         patterned(0, 4 * MIB, 1, 99),
         patterned(4 << 30, 2 * MIB, 1, 98),
     ];
@@ -269,7 +269,7 @@ fn child_touch_truncated_mapping() {
         return;
     };
     let path = std::path::Path::new(&dir).join("vm.mem");
-    let memory = vec![patterned(0, MIB, 1, 7)];
+    let memory = [patterned(0, MIB, 1, 7)];
     let regions: Vec<_> = memory.iter().map(GuestMemoryMapping::region).collect();
     let descriptor = save_memory_file(&path, &regions).unwrap();
     let lazy = restore_memory_file(&path, &descriptor, RestoreMode::Lazy).unwrap();

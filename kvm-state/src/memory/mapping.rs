@@ -26,9 +26,11 @@ use super::{check_region, GuestRegion};
 /// guest or the VMM writes become private copies. Pages not yet written are read from the
 /// file on first access, so *changing the file in place* while it is mapped is the
 /// operator's error with the kernel's semantics: pages not yet copied show the new bytes,
-/// and pages beyond a *truncated* end raise `SIGBUS` in whichever thread touches them
-/// (a vCPU thread inside `KVM_RUN` gets `EFAULT` from the ioctl instead). The length is
-/// checked when the file is mapped, and [`restore_memory_file`](super::restore_memory_file)
+/// and pages beyond a *truncated* end raise `SIGBUS` in a VMM thread that touches them
+/// (e.g. a later save), while a vCPU's access comes back from `KVM_RUN` as `EFAULT`, or, on
+/// a KVM that emulates the access, as an MMIO exit at an address in guest RAM (see
+/// [`contains`](Self::contains); both pinned by `tests/memory_file.rs` and
+/// `tests/memory_kvm.rs`). The length is checked when the file is mapped, and [`restore_memory_file`](super::restore_memory_file)
 /// with [`RestoreMode::Eager`](super::RestoreMode::Eager) copies the file instead, for VMMs
 /// that cannot trust the file to stay put.
 #[derive(Debug)]
@@ -139,6 +141,15 @@ impl GuestMemoryMapping {
     /// Host virtual address of the first byte, as `kvm_userspace_memory_region` wants it.
     pub fn host_addr(&self) -> u64 {
         self.addr.as_ptr() as u64
+    }
+
+    /// Whether guest physical address `guest_phys_addr` lies in this region. A VMM that gets
+    /// an MMIO exit for an address in guest RAM must stop the VM: on a KVM that emulates the
+    /// access, that is how a page of a memory file truncated under a lazy mapping shows up.
+    pub fn contains(&self, guest_phys_addr: u64) -> bool {
+        guest_phys_addr
+            .checked_sub(self.guest_phys_addr)
+            .is_some_and(|offset| offset < self.size as u64)
     }
 
     /// Whether this is a copy-on-write mapping of a memory file (lazy restore).
