@@ -38,6 +38,26 @@ const ID_LEN: u64 = 32;
 /// manifest). New chunks are made durable (`syncfs`) before the manifest that names them
 /// is renamed into place. A load checks each chunk's hash. [`remove`](Self::remove) deletes
 /// a manifest; [`gc`](Self::gc) deletes the chunks no manifest names.
+///
+/// # Example
+/// ```
+/// use kvm_state::{ChunkStore, GuestMemoryMapping};
+///
+/// let root = std::env::temp_dir().join(format!("chunk-doc-{}", std::process::id()));
+/// let store = ChunkStore::open(&root).unwrap();
+/// let mut memory = GuestMemoryMapping::anonymous(0, 1 << 20).unwrap();
+/// memory.as_mut_slice()[0x4321] = 1;
+///
+/// let first = store.save("monday", &[memory.region()]).unwrap();
+/// assert_eq!((first.chunks, first.new_chunks), (16, 2)); // 15 zero chunks are one chunk
+/// let second = store.save("tuesday", &[memory.region()]).unwrap();
+/// assert_eq!(second.new_chunks, 0); // only the manifest is new
+///
+/// store.remove("monday").unwrap();
+/// assert_eq!(store.gc().unwrap().removed, 0); // "tuesday" names the same chunks
+/// assert_eq!(store.load("tuesday").unwrap()[0].as_slice(), memory.as_slice());
+/// # std::fs::remove_dir_all(&root).unwrap();
+/// ```
 #[derive(Clone, Debug)]
 pub struct ChunkStore {
     root: PathBuf,

@@ -130,6 +130,33 @@ fn dirty_runs(bitmap: &[u64]) -> Vec<(u64, u64)> {
 /// # Errors
 /// [`MemoryError::Region`] for a region that is not page-aligned, overlaps another, or whose
 /// bitmap does not fit it; [`MemoryError::Io`] when writing fails.
+///
+/// # Example
+/// ```
+/// use kvm_state::{
+///     restore_memory_chain, save_memory_diff, save_memory_file, DiffRegion,
+///     GuestMemoryMapping, RestoreMode,
+/// };
+///
+/// let dir = std::env::temp_dir().join(format!("diff-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let mut memory = GuestMemoryMapping::anonymous(0, 1 << 20).unwrap();
+/// let base = save_memory_file(dir.join("base.mem"), &[memory.region()]).unwrap();
+///
+/// // The guest writes page 3; a VMM gets this bitmap from `kvm_dirty_bitmap`.
+/// memory.as_mut_slice()[3 * 4096] = 7;
+/// let dirty = [1u64 << 3, 0, 0, 0];
+/// let region = DiffRegion { guest_phys_addr: 0, bytes: memory.as_slice(), dirty: &dirty };
+/// let diff = save_memory_diff(dir.join("1.diff"), base.layer, &[region]).unwrap();
+/// assert_eq!(diff.dirty_pages, 1);
+///
+/// let (restored, layer) =
+///     restore_memory_chain(dir.join("base.mem"), &base, &[dir.join("1.diff")], RestoreMode::Lazy)
+///         .unwrap();
+/// assert_eq!(layer, diff.layer);
+/// assert_eq!(restored[0].as_slice(), memory.as_slice());
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
 pub fn save_memory_diff(
     path: impl AsRef<Path>,
     base: MemoryLayerId,

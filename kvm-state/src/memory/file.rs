@@ -117,6 +117,27 @@ pub enum RestoreMode {
 /// # Errors
 /// [`MemoryError::Region`] for a region that is not page-aligned or overlaps another,
 /// [`MemoryError::Io`] when writing fails (`path` is then left as it was).
+///
+/// # Example
+/// ```
+/// use kvm_state::{
+///     restore_memory_file, save_memory_file, verify_memory_file, GuestMemoryMapping,
+///     RestoreMode,
+/// };
+///
+/// let dir = std::env::temp_dir().join(format!("memory-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("vm.mem");
+///
+/// let mut memory = GuestMemoryMapping::anonymous(0, 1 << 20).unwrap();
+/// memory.as_mut_slice()[0x1234] = 0xab;
+/// let descriptor = save_memory_file(&path, &[memory.region()]).unwrap();
+/// verify_memory_file(&path, &descriptor).unwrap();
+///
+/// let restored = restore_memory_file(&path, &descriptor, RestoreMode::Lazy).unwrap();
+/// assert_eq!(restored[0].as_slice(), memory.as_slice());
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
 pub fn save_memory_file(
     path: impl AsRef<Path>,
     regions: &[GuestRegion<'_>],

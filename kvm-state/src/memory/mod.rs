@@ -22,27 +22,6 @@
 //! Every save replaces its target atomically (temporary file, fsync, rename, fsync of the
 //! directory), so a file that a restored VM has mapped is never rewritten in place by this
 //! module.
-//!
-//! # Example
-//! ```
-//! use kvm_state::{
-//!     restore_memory_file, save_memory_file, verify_memory_file, GuestMemoryMapping,
-//!     RestoreMode,
-//! };
-//!
-//! let dir = std::env::temp_dir().join(format!("memory-doc-{}", std::process::id()));
-//! std::fs::create_dir_all(&dir).unwrap();
-//! let path = dir.join("vm.mem");
-//!
-//! let mut memory = GuestMemoryMapping::anonymous(0, 1 << 20).unwrap();
-//! memory.as_mut_slice()[0x1234] = 0xab;
-//! let descriptor = save_memory_file(&path, &[memory.region()]).unwrap();
-//! verify_memory_file(&path, &descriptor).unwrap();
-//!
-//! let restored = restore_memory_file(&path, &descriptor, RestoreMode::Lazy).unwrap();
-//! assert_eq!(restored[0].as_slice(), memory.as_slice());
-//! # std::fs::remove_dir_all(&dir).unwrap();
-//! ```
 
 mod chunk;
 mod diff;
