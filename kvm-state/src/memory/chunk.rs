@@ -526,6 +526,20 @@ impl ChunkStore {
                 stats.freed_bytes += len;
             }
         }
+        // Temporary manifests of interrupted saves.
+        let snapshots = self.root.join("snapshots");
+        for entry in read_dir(&snapshots)? {
+            let entry = entry.map_err(|e| MemoryError::io("read directory", &snapshots, e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                let path = entry.path();
+                let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(&path).map_err(|e| MemoryError::io("remove", &path, e))?;
+                stats.removed += 1;
+                stats.freed_bytes += len;
+            }
+        }
         Ok(stats)
     }
 }
