@@ -108,6 +108,14 @@ pub(crate) fn check_region(guest_phys_addr: u64, size: u64) -> MemoryResult<usiz
 
 /// Checks every region and that no two overlap in guest physical memory.
 pub(crate) fn check_regions(regions: &[(u64, u64)]) -> MemoryResult<()> {
+    if u32::try_from(regions.len()).is_err() {
+        // The files count regions in a u32.
+        return Err(MemoryError::Region {
+            guest_phys_addr: 0,
+            size: 0,
+            reason: "more than u32::MAX regions",
+        });
+    }
     for &(addr, size) in regions {
         check_region(addr, size)?;
     }
