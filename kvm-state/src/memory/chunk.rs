@@ -255,10 +255,13 @@ impl ChunkStore {
         Ok(stats)
     }
 
-    /// Writes a chunk unless the store holds it; returns whether it wrote it.
+    /// Writes a chunk unless the store holds it with the right length; returns whether it
+    /// wrote it. A chunk of the wrong length (e.g. left empty by a crash before the
+    /// `syncfs`) is replaced; one with the right length and wrong bytes is found by the next
+    /// load.
     fn write_chunk(&self, id: &[u8; 32], bytes: &[u8]) -> MemoryResult<bool> {
         let path = self.chunk_path(id);
-        if path.exists() {
+        if fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
             return Ok(false);
         }
         let dir = path.parent().unwrap_or(&self.root);
