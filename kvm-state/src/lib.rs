@@ -120,6 +120,7 @@ mod device;
 mod error;
 #[cfg(target_arch = "x86_64")]
 mod host;
+mod memory;
 #[cfg(target_arch = "x86_64")]
 mod microvm;
 #[cfg(target_arch = "x86_64")]
@@ -139,6 +140,13 @@ pub use device::{MmioTransportState, QueueState, SerialState};
 pub use error::{KvmStateError, Result};
 #[cfg(target_arch = "x86_64")]
 pub use host::{HostFacts, HostSupport};
+pub use memory::{
+    kvm_dirty_bitmap, merge_memory_chain, read_memory_diff_info, restore_memory_chain,
+    restore_memory_file, save_memory_diff, save_memory_file, verify_memory_file, ChunkSaveStats,
+    ChunkStore, DiffRegion, GcStats, GuestMemoryMapping, GuestRegionBytes, MemoryDiffInfo,
+    MemoryError, MemoryFileDescriptor, MemoryFileRegion, MemoryLayerId, MemoryResult, PageHashes,
+    RestoreMode, DEFAULT_CHUNK_SIZE, PAGE_SIZE,
+};
 #[cfg(target_arch = "x86_64")]
 pub use microvm::{
     version_map, DevicesState, MemoryRegionState, MicrovmState, APP_VERSION_1, APP_VERSION_2,
