@@ -102,7 +102,11 @@ fn bad_fds() -> (kvm_ioctls::VmFd, kvm_ioctls::VcpuFd) {
     // SAFETY: `not_a_vm` is an open fd whose ownership we hand over; the VmFd closes it.
     let vm = unsafe { kvm.create_vmfd_from_rawfd(not_a_vm) }.unwrap();
     // The vCPU wrapper mmaps its fd for `kvm_run`, so use a file large enough for that.
-    let path = std::env::temp_dir().join(format!("kvm-state-bad-vcpu-{}", std::process::id()));
+    // One name per call: the tests of this binary run on parallel threads of one process.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path =
+        std::env::temp_dir().join(format!("kvm-state-bad-vcpu-{}-{call}", std::process::id()));
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
