@@ -210,6 +210,12 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
                  CRC-64 cannot match)",
                 file.info.file_len
             )),
+            // The whole state is there, and less than a CRC after it.
+            Ok(_) => Some("the file is truncated: its CRC-64 is missing".to_owned()),
+            Err(ValueError::TrailingBytes { count, .. }) if count < CRC_LEN => Some(format!(
+                "the file is truncated: it ends {} byte(s) into its CRC-64",
+                count
+            )),
             _ => None,
         }
     }
@@ -228,8 +234,20 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
                 self.decode_with_schema(file, schema_path, schema, root, max_state_len)
             }
             None => {
-                let (state, data_version) = self.load(file, max_state_len)?;
-                drop(state);
+                // The container as a load checks it (magic, format and data versions,
+                // support window, CRC); the state is then decoded with this build's schema
+                // of its data version, which reads exactly what the types read, without
+                // holding the typed state as well.
+                let data_version =
+                    Snapshot::get_data_version(&mut file.bytes.as_slice(), &self.map)
+                        .map_err(|err| self.load_failure(file, &err, None, max_state_len))?;
+                if !file.info.crc_ok() {
+                    let err = SnapshotError::Crc64 {
+                        stored: file.info.stored_crc,
+                        computed: file.info.computed_crc,
+                    };
+                    return Err(self.load_failure(file, &err, None, max_state_len));
+                }
                 self.own_value(file, data_version, max_state_len)
             }
         }
@@ -261,6 +279,26 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
             data_version,
             root: schema.root,
         })
+    }
+
+    /// A loaded state (dropped as soon as it is encoded) as this build sees it at `version`: encoded at that version, then
+    /// decoded field by field with this build's schema of it (fields the file's data
+    /// version lacks hold the values this build reads for them).
+    fn value_at(&self, state: T, version: u16, max_state_len: u64) -> Result<Value, Failure> {
+        let failure =
+            || Failure::new(format!("cannot re-encode the state at app version {version}"));
+        let mut bytes = Vec::new();
+        state
+            .serialize(&mut bytes, &self.map, version)
+            .map_err(|e| failure().because(&e))?;
+        drop(state);
+        let schema = export::<T>(&self.map, version).map_err(|e| failure().because(&e))?;
+        decode_value(
+            &schema,
+            &mut bytes.as_slice(),
+            &value_limits(bytes.len(), max_state_len),
+        )
+        .map_err(|e| failure().because(&e))
     }
 
     /// The state decoded with a schema export: the root and app version must be the
@@ -596,22 +634,51 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
                 .or_else(|| schemas.first())
                 .map(|(path, schema)| (*path, schema))
         };
-        let old_file = self.read(old, max_state_len, "cannot load")?;
-        let old_state = self.decode(&old_file, schema_of(0), root.as_deref(), max_state_len)?;
-        drop(old_file);
-        let new_file = self.read(new, max_state_len, "cannot load")?;
-        let new_state = self.decode(&new_file, schema_of(1), root.as_deref(), max_state_len)?;
-        drop(new_file);
-
-        let differences = diff_values(&old_state.value, &new_state.value);
-        let versions = if old_state.data_version == new_state.data_version {
-            format!("data version {}", old_state.data_version)
-        } else {
-            format!(
-                "data versions {} and {}",
-                old_state.data_version, new_state.data_version
+        let (old_value, new_value, versions) = if schemas.is_empty() {
+            // Both read with this build's types, and compared at the newer data version:
+            // what this build sees of each.
+            let old_file = self.read(old, max_state_len, "cannot load")?;
+            let (old_state, old_version) = self.load(&old_file, max_state_len)?;
+            drop(old_file);
+            let new_file = self.read(new, max_state_len, "cannot load")?;
+            let (new_state, new_version) = self.load(&new_file, max_state_len)?;
+            drop(new_file);
+            let common = old_version.max(new_version);
+            let versions = if old_version == new_version {
+                format!("data version {common}")
+            } else {
+                format!(
+                    "data versions {old_version} and {new_version}, compared as this build \
+                     reads them at {common}"
+                )
+            };
+            (
+                self.value_at(old_state, common, max_state_len)?,
+                self.value_at(new_state, common, max_state_len)?,
+                versions,
             )
+        } else {
+            // Without the types: each as its schema describes it, fields matched by name.
+            let old_file = self.read(old, max_state_len, "cannot load")?;
+            let old_state =
+                self.decode(&old_file, schema_of(0), root.as_deref(), max_state_len)?;
+            drop(old_file);
+            let new_file = self.read(new, max_state_len, "cannot load")?;
+            let new_state =
+                self.decode(&new_file, schema_of(1), root.as_deref(), max_state_len)?;
+            drop(new_file);
+            let versions = if old_state.data_version == new_state.data_version {
+                format!("data version {}", old_state.data_version)
+            } else {
+                format!(
+                    "data versions {} and {}",
+                    old_state.data_version, new_state.data_version
+                )
+            };
+            (old_state.value, new_state.value, versions)
         };
+
+        let differences = diff_values(&old_value, &new_value);
         if differences.is_empty() {
             writeln!(
                 out,
@@ -642,25 +709,37 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
         output: &Path,
         max_state_len: u64,
     ) -> Result<(), Failure> {
-        let file = self.read(path, max_state_len, "cannot load")?;
-        let (state, from_version) = self.load(&file, max_state_len)?;
-        let before = self.own_value(&file, from_version, max_state_len)?;
-        drop(file);
+        let map = self.map.clone().with_limits(typed_limits(max_state_len));
+        let options = LoadOptions::default().with_max_state_len(max_state_len);
+        // Loaded straight from the file (no second copy of its bytes); a failure is read
+        // again whole, to be reported as every other command reports it.
+        let (state, from_version): (T, u16) = match Snapshot::load_file_with(path, &map, &options)
+        {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                let file = self.read(path, max_state_len, "cannot load")?;
+                self.load(&file, max_state_len)?;
+                return Err(Failure::new(format!("cannot load {}", path.display())).because(&err));
+            }
+        };
         Snapshot::new(self.map.clone(), to_version)
             .save_to_file(output, &state)
             .map_err(|e| Failure::new(format!("cannot write {}", output.display())).because(&e))?;
-        drop(state);
-        let written = self.read(output, max_state_len, "cannot load")?;
-        let after = self.decode(&written, None, None, max_state_len)?;
+        // What a build reading the new file sees, against the original, both at the
+        // original's version: fields the target version lacks show their defaults. One
+        // state at a time is held beside the values.
+        let before = self.value_at(state, from_version, max_state_len)?;
+        let (converted, _): (T, u16) = Snapshot::load_file_with(output, &map, &options)
+            .map_err(|e| Failure::new(format!("cannot load {}", output.display())).because(&e))?;
+        let size = std::fs::metadata(output).map_or(0, |m| m.len());
         writeln!(
             out,
-            "wrote {}: data version {to_version} (was {from_version}), {} bytes",
+            "wrote {}: data version {to_version} (was {from_version}), {size} bytes",
             output.display(),
-            written.info.file_len
         )?;
-        drop(written);
+        let after = self.value_at(converted, from_version, max_state_len)?;
 
-        let changes = diff_values(&before.value, &after.value);
+        let changes = diff_values(&before, &after);
         if !changes.is_empty() {
             writeln!(
                 out,
