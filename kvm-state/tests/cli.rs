@@ -1105,3 +1105,346 @@ fn test_cli_errors_state_each_cause_once() {
         assert!(!line.contains("i/o error"), "{line:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 16: schema-driven decoding, diff, Firecracker's later files; issue 13: host facts.
+
+mod foreign {
+    //! Another VMM's root type, known to this test only: `vmstate` has never seen it.
+    use std::collections::BTreeMap;
+    use versionize::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Versionize)]
+    pub(crate) struct Machine {
+        pub(crate) name: String,
+        pub(crate) cpus: Vec<Cpu>,
+        pub(crate) slot: Slot<u64>,
+        pub(crate) tags: BTreeMap<u32, Option<String>>,
+        pub(crate) mode: Mode,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Versionize)]
+    pub(crate) struct Cpu {
+        pub(crate) rip: u64,
+        pub(crate) event: Option<Event>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Versionize)]
+    pub(crate) enum Event {
+        Irq(u8),
+        Fault { vector: u8, code: u32 },
+    }
+
+    #[derive(Clone, Debug, PartialEq, Versionize)]
+    pub(crate) enum Mode {
+        Running,
+        Paused,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Versionize)]
+    pub(crate) struct Slot<T> {
+        pub(crate) value: T,
+        pub(crate) history: Vec<T>,
+    }
+}
+
+fn foreign_machine() -> foreign::Machine {
+    use foreign::*;
+    Machine {
+        name: "guest".to_owned(),
+        cpus: vec![
+            Cpu {
+                rip: 0xffff_ffff_8100_0000,
+                event: Some(Event::Fault {
+                    vector: 14,
+                    code: 2,
+                }),
+            },
+            Cpu {
+                rip: 0x1000,
+                event: None,
+            },
+        ],
+        slot: Slot {
+            value: 1_796_122_410_083_834_518,
+            history: vec![5],
+        },
+        tags: [(1, Some("a".to_owned())), (2, None)].into_iter().collect(),
+        mode: Mode::Paused,
+    }
+}
+
+/// Writes the foreign machine's snapshot and schema export (what its build's guard holds)
+/// into the fixture; returns them and the root type's name.
+fn foreign_files(fixture: &Fixture, machine: &foreign::Machine) -> (PathBuf, PathBuf, String) {
+    let map = versionize::VersionMap::new();
+    let snap = fixture.path("foreign.snap");
+    snapshot::Snapshot::new(map.clone(), 1)
+        .save_to_file(&snap, machine)
+        .unwrap();
+    let schema = export::<foreign::Machine>(&map, 1).unwrap();
+    let schema_path = fixture.path("foreign-v1.json");
+    std::fs::write(&schema_path, schema.to_json()).unwrap();
+    (snap, schema_path, schema.root)
+}
+
+#[test]
+fn test_cli_schema_decodes_a_root_type_defined_only_in_the_test() {
+    let fixture = Fixture::new("cli-foreign");
+    let (snap, schema, root) = foreign_files(&fixture, &foreign_machine());
+    assert_eq!(root, "cli::foreign::Machine");
+
+    let text = assert_ok(&vmstate(&[
+        &"dump",
+        &"--schema",
+        &schema,
+        &"--root",
+        &root,
+        &snap,
+    ]));
+    for needle in [
+        "root: cli::foreign::Machine\n",
+        "name: \"guest\"\n",
+        "cpus[0].rip: 0xffffffff81000000\n",
+        "cpus[0].event: Fault\ncpus[0].event.Fault.vector: 14 (0xe)\ncpus[0].event.Fault.code: 2\n",
+        "cpus[1].event: none\n",
+        "slot.value: 0x18ed1bd0d22a5a96\n",
+        "slot.history[0]: 0x5\n",
+        "tags[1]: \"a\"\ntags[2]: none\n",
+        "mode: Paused\n",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in\n{text}");
+    }
+    let json = assert_ok(&vmstate(&[
+        &"dump", &"--json", &"--schema", &schema, &"--root", &root, &snap,
+    ]));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["state"]["slot"]["value"], "0x18ed1bd0d22a5a96");
+    assert_eq!(json["state"]["cpus"][0]["event"]["Fault"]["vector"], 14);
+    assert_ok(&vmstate(&[
+        &"verify", &"--schema", &schema, &"--root", &root, &snap,
+    ]));
+    let info = assert_ok(&vmstate(&[
+        &"info", &"--schema", &schema, &"--root", &root, &snap,
+    ]));
+    assert!(info.contains("cli::foreign::Machine decoded with"), "{info}");
+
+    // diff of two foreign snapshots with their schema.
+    let mut changed = foreign_machine();
+    changed.cpus[1].event = Some(foreign::Event::Irq(32));
+    let changed_path = fixture.path("changed.snap");
+    snapshot::Snapshot::new(versionize::VersionMap::new(), 1)
+        .save_to_file(&changed_path, &changed)
+        .unwrap();
+    let output = vmstate(&[
+        &"diff",
+        &"--schema",
+        &schema,
+        &"--root",
+        &root,
+        &snap,
+        &changed_path,
+    ]);
+    assert_eq!(stdout(&output), "cpus[1].event: none -> some Irq(...)\n");
+    assert_fails_with(&output, 1, "differ: 1 difference(s)");
+
+    // Without --root, the schema of another root than vmstate's is refused.
+    for command in ["info", "verify", "dump"] {
+        assert_fails_with(
+            &vmstate(&[&command, &"--schema", &schema, &snap]),
+            1,
+            "foreign-v1.json describes cli::foreign::Machine snapshots, not \
+             kvm_state::microvm::MicrovmState: pass --root cli::foreign::Machine if",
+        );
+    }
+    // Without --schema, its data version is one vmstate reads, and the bytes are not a
+    // microVM state: refused, never printed as one.
+    let output = vmstate(&[&"dump", &snap]);
+    assert_fails_with(&output, 1, "cannot load");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn test_cli_schema_decodes_kvm_state_with_the_committed_schema_files() {
+    let fixture = Fixture::new("cli-own-schema");
+    let schema_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema");
+    let v3 = schema_dir.join(format!("v{CURRENT_APP_VERSION}.json"));
+    let typed = assert_ok(&vmstate(&[&"dump", &"--json", &fixture.good()]));
+    let by_schema = assert_ok(&vmstate(&[
+        &"dump",
+        &"--json",
+        &"--schema",
+        &v3,
+        &fixture.good(),
+    ]));
+    assert_eq!(typed, by_schema);
+
+    let v1_snap = fixture.path("v1.snap");
+    sample_state().save_to_file(&v1_snap, APP_VERSION_1).unwrap();
+    let v1 = schema_dir.join("v1.json");
+    let text = assert_ok(&vmstate(&[&"dump", &"--schema", &v1, &v1_snap]));
+    assert!(text.contains("data_version: 1\n"), "{text}");
+
+    // The wrong schema for the file, by app version, for every command that reads state.
+    for command in ["info", "verify", "dump"] {
+        assert_fails_with(
+            &vmstate(&[&command, &"--schema", &v1, &fixture.good()]),
+            1,
+            &format!(
+                "v1.json is not the schema of {}: it describes app version 1, the file holds \
+                 data version {CURRENT_APP_VERSION}",
+                fixture.good().display()
+            ),
+        );
+    }
+    assert_fails_with(
+        &vmstate(&[&"diff", &"--schema", &v1, &fixture.good(), &fixture.good()]),
+        1,
+        "v1.json is not the schema of",
+    );
+
+    // Garbage as a schema.
+    let garbage = fixture.write("garbage.json", b"\x00\x01not json".to_vec(), false);
+    assert_fails_with(
+        &vmstate(&[&"dump", &"--schema", &garbage, &fixture.good()]),
+        1,
+        "garbage.json is not a schema export",
+    );
+
+    // A tampered byte, with the schema too.
+    let mut bytes = fixture.good_bytes();
+    bytes[300] ^= 0x04;
+    let tampered = fixture.write("tampered.snap", bytes, false);
+    assert_fails_with(
+        &vmstate(&[&"dump", &"--schema", &v3, &tampered]),
+        1,
+        "crc64 mismatch: file says 0x",
+    );
+}
+
+#[test]
+fn test_cli_diff_lists_field_differences_and_summarises_memory() {
+    let fixture = Fixture::new("cli-diff");
+    let good = fixture.good();
+    let equal = vmstate(&[&"diff", &good, &good]);
+    assert_eq!(
+        assert_ok(&equal),
+        format!(
+            "{} and {}: equal (data version {CURRENT_APP_VERSION})\n",
+            good.display(),
+            good.display()
+        )
+    );
+
+    let mut state = sample_state();
+    state.vcpus[1].regs.rip = 0x9000;
+    state.vm.clock.realtime += 1;
+    for offset in [10, 11, 4000] {
+        state.memory[0].contents[offset] ^= 0xff;
+    }
+    let changed = fixture.path("changed.snap");
+    state.save_to_file(&changed, CURRENT_APP_VERSION).unwrap();
+    let output = vmstate(&[&"diff", &good, &changed]);
+    assert_eq!(
+        stdout(&output),
+        "vm.clock.realtime: 0x17979cfe362a0000 -> 0x17979cfe362a0001\n\
+         vcpus[1].regs.rip: 0x8001 -> 0x9000\n\
+         memory[0].contents: 3 byte(s) differ in 1 page(s) of 4096 bytes, first at offset 0xa\n"
+    );
+    assert_fails_with(&output, 1, "differ: 3 difference(s)");
+
+    // Different data versions: both as this build reads them.
+    let v1 = fixture.path("v1.snap");
+    sample_state().save_to_file(&v1, APP_VERSION_1).unwrap();
+    let output = vmstate(&[&"diff", &v1, &good]);
+    assert!(
+        stdout(&output).contains("vm.clock.host_tsc: 0x0 -> 0x2a\n"),
+        "{}",
+        stdout(&output)
+    );
+    assert_fails_with(&output, 1, "compared as this build reads them at 3");
+
+    // Bad input on either side.
+    let missing = fixture.path("missing.snap");
+    assert_fails_with(&vmstate(&[&"diff", &good, &missing]), 1, "open: No such file");
+    assert_fails_with(&vmstate(&[&"diff", &good]), 2, "required arguments");
+}
+
+/// Seed 002's layout: magic with format bits 0, `u64` length and semver text, payload,
+/// CRC-64 of all before it.
+fn firecracker_file(version: &str, payload: &[u8]) -> Vec<u8> {
+    let mut bytes = snapshot::magic::BASE_MAGIC_ID.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&(version.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(version.as_bytes());
+    bytes.extend_from_slice(payload);
+    let crc = crc64(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+#[test]
+fn test_cli_firecracker_later_files_are_named_not_decoded() {
+    let fixture = Fixture::new("cli-firecracker");
+    let path = fixture.write("fc.snap", firecracker_file("6.0.0", &[3; 1000]), false);
+    let info = vmstate(&[&"info", &path]);
+    for needle in [
+        "format:         Firecracker snapshot, later than the v1 format\n",
+        "format version: 6.0.0\n",
+        "payload size:   1000 bytes\n",
+        "crc64:          ok (0x",
+        "state:          Firecracker's own encoding, not ours to decode\n",
+    ] {
+        assert!(stdout(&info).contains(needle), "{needle:?} not in\n{}", stdout(&info));
+    }
+    assert_every_command_fails(
+        &fixture,
+        &path,
+        "is a Firecracker snapshot of format version 6.0.0: its state is Firecracker's own",
+    );
+    let mut tampered = firecracker_file("6.0.0", &[3; 1000]);
+    tampered[500] ^= 1;
+    let path = fixture.write("fc-bad.snap", tampered, false);
+    assert!(stdout(&vmstate(&[&"info", &path])).contains("crc64:          MISMATCH"));
+    assert_fails_with(
+        &vmstate(&[&"verify", &path]),
+        1,
+        "format version 6.0.0: crc64 mismatch",
+    );
+}
+
+/// Issue 13: `info` shows the host a state was saved on, and whether this build reads it.
+#[test]
+fn test_cli_info_shows_host_facts() {
+    let fixture = Fixture::new("cli-host");
+    let mut state = sample_state();
+    state.set_host_facts(kvm_state::HostFacts {
+        cpu_vendor: "GenuineIntel".to_owned(),
+        cpu_family: 6,
+        cpu_model: 0x55,
+        cpu_stepping: 7,
+        tsc_khz: Some(2_600_000),
+        kvm_capabilities: vec![kvm_state::HostFacts::relied_capabilities()[0].0],
+        kernel_release: "6.1.0".to_owned(),
+    });
+    let path = fixture.path("host.snap");
+    state.save_to_file(&path, CURRENT_APP_VERSION).unwrap();
+    let text = assert_ok(&vmstate(&[&"info", &path]));
+    for needle in [
+        "state:          kvm_state::microvm::MicrovmState, read by this build\n",
+        "saved on:       GenuineIntel family 0x6 model 0x55 stepping 7, kernel 6.1.0\n",
+        "host tsc:       2600000 kHz\n",
+        &format!(
+            "kvm caps:       {}\n",
+            kvm_state::HostFacts::relied_capabilities()[0].1
+        ),
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in\n{text}");
+    }
+    let v1 = fixture.path("v1.snap");
+    state.save_to_file(&v1, APP_VERSION_1).unwrap();
+    let text = assert_ok(&vmstate(&[&"info", &v1]));
+    assert!(
+        text.contains("saved on:       not recorded (data version 1 predates host facts)\n"),
+        "{text}"
+    );
+}
