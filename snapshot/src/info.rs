@@ -104,7 +104,7 @@ const MAX_SEMVER_LEN: u64 = 64;
 /// so that a tool can name it: an architecture's magic with format bits 0, the format
 /// version as a semantic version string (a little-endian `u64` length, then the text),
 /// Firecracker's own (serde and bincode) payload, and the CRC-64 of everything before it.
-/// This crate does not decode the payload. See `docs/FORMAT.md`, "Firecracker's later
+/// This crate does not decode the payload. See `docs/VMSTATE.md`, "Firecracker's later
 /// files".
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FirecrackerSnapshotInfo {
