@@ -619,7 +619,11 @@ fn test_cli_truncated_state_with_valid_crc() {
     let path = fixture.write("cut.snap", cut, true);
     let info = vmstate(&[&"info", &path]);
     assert_fails_with(&info, 1, "cannot load");
-    assert!(stdout(&info).contains("crc64:          ok"), "{}", stdout(&info));
+    assert!(
+        stdout(&info).contains("crc64:          ok"),
+        "{}",
+        stdout(&info)
+    );
     for args in [vec!["verify"], vec!["dump"], vec!["dump", "--json"]] {
         let mut argv: Vec<&dyn AsRef<std::ffi::OsStr>> = args
             .iter()
@@ -1222,18 +1226,37 @@ fn test_cli_schema_decodes_a_root_type_defined_only_in_the_test() {
         assert!(text.contains(needle), "{needle:?} not in\n{text}");
     }
     let json = assert_ok(&vmstate(&[
-        &"dump", &"--json", &"--schema", &schema, &"--root", &root, &snap,
+        &"dump",
+        &"--json",
+        &"--schema",
+        &schema,
+        &"--root",
+        &root,
+        &snap,
     ]));
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json["state"]["slot"]["value"], "0x18ed1bd0d22a5a96");
     assert_eq!(json["state"]["cpus"][0]["event"]["Fault"]["vector"], 14);
     assert_ok(&vmstate(&[
-        &"verify", &"--schema", &schema, &"--root", &root, &snap,
+        &"verify",
+        &"--schema",
+        &schema,
+        &"--root",
+        &root,
+        &snap,
     ]));
     let info = assert_ok(&vmstate(&[
-        &"info", &"--schema", &schema, &"--root", &root, &snap,
+        &"info",
+        &"--schema",
+        &schema,
+        &"--root",
+        &root,
+        &snap,
     ]));
-    assert!(info.contains("cli::foreign::Machine decoded with"), "{info}");
+    assert!(
+        info.contains("cli::foreign::Machine decoded with"),
+        "{info}"
+    );
 
     // diff of two foreign snapshots with their schema.
     let mut changed = foreign_machine();
@@ -1286,7 +1309,9 @@ fn test_cli_schema_decodes_kvm_state_with_the_committed_schema_files() {
     assert_eq!(typed, by_schema);
 
     let v1_snap = fixture.path("v1.snap");
-    sample_state().save_to_file(&v1_snap, APP_VERSION_1).unwrap();
+    sample_state()
+        .save_to_file(&v1_snap, APP_VERSION_1)
+        .unwrap();
     let v1 = schema_dir.join("v1.json");
     let text = assert_ok(&vmstate(&[&"dump", &"--schema", &v1, &v1_snap]));
     assert!(text.contains("data_version: 1\n"), "{text}");
@@ -1372,7 +1397,11 @@ fn test_cli_diff_lists_field_differences_and_summarises_memory() {
 
     // Bad input on either side.
     let missing = fixture.path("missing.snap");
-    assert_fails_with(&vmstate(&[&"diff", &good, &missing]), 1, "open: No such file");
+    assert_fails_with(
+        &vmstate(&[&"diff", &good, &missing]),
+        1,
+        "open: No such file",
+    );
     assert_fails_with(&vmstate(&[&"diff", &good]), 2, "required arguments");
 }
 
@@ -1400,7 +1429,11 @@ fn test_cli_firecracker_later_files_are_named_not_decoded() {
         "crc64:          ok (0x",
         "state:          Firecracker's own encoding, not ours to decode\n",
     ] {
-        assert!(stdout(&info).contains(needle), "{needle:?} not in\n{}", stdout(&info));
+        assert!(
+            stdout(&info).contains(needle),
+            "{needle:?} not in\n{}",
+            stdout(&info)
+        );
     }
     assert_every_command_fails(
         &fixture,

@@ -240,7 +240,9 @@ mod tests {
 
         let mut tampered = bytes.clone();
         tampered[40] ^= 1;
-        assert!(!FirecrackerSnapshotInfo::from_bytes(&tampered).unwrap().crc_ok());
+        assert!(!FirecrackerSnapshotInfo::from_bytes(&tampered)
+            .unwrap()
+            .crc_ok());
 
         let other = firecracker_file(crate::magic::MAGIC_AARCH64, "2.1.0-dev+abc", &[]);
         let info = FirecrackerSnapshotInfo::from_bytes(&other).unwrap();
@@ -260,7 +262,11 @@ mod tests {
         // Not a semantic version.
         for text in ["4.0", "a.b.c", "1.2.3 ", "1..3", ""] {
             let bytes = firecracker_file(BASE_MAGIC_ID, text, &[1, 2]);
-            assert_eq!(FirecrackerSnapshotInfo::from_bytes(&bytes), None, "{text:?}");
+            assert_eq!(
+                FirecrackerSnapshotInfo::from_bytes(&bytes),
+                None,
+                "{text:?}"
+            );
         }
         // A length past the end, a huge length, a file cut inside the version.
         let good = firecracker_file(BASE_MAGIC_ID, "4.0.0", &[]);

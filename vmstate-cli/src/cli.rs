@@ -134,11 +134,11 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
             .about("Inspect, verify, dump, compare and convert snapshot files")
             .after_help(AFTER_HELP)
             .mut_subcommand("convert", |convert| {
-                convert.mut_arg("to_version", |arg| arg.value_parser(versions.clone()))
+                convert.mut_arg("to_version", |arg| arg.value_parser(versions))
             })
             .mut_subcommand("schema", |schema| {
                 schema.mut_subcommand("export", |export| {
-                    export.mut_arg("version", |arg| arg.value_parser(versions.clone()))
+                    export.mut_arg("version", |arg| arg.value_parser(versions))
                 })
             });
         if let Some(version) = self.version {

@@ -285,8 +285,11 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
     /// decoded field by field with this build's schema of it (fields the file's data
     /// version lacks hold the values this build reads for them).
     fn value_at(&self, state: T, version: u16, max_state_len: u64) -> Result<Value, Failure> {
-        let failure =
-            || Failure::new(format!("cannot re-encode the state at app version {version}"));
+        let failure = || {
+            Failure::new(format!(
+                "cannot re-encode the state at app version {version}"
+            ))
+        };
         let mut bytes = Vec::new();
         state
             .serialize(&mut bytes, &self.map, version)
@@ -660,12 +663,10 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
         } else {
             // Without the types: each as its schema describes it, fields matched by name.
             let old_file = self.read(old, max_state_len, "cannot load")?;
-            let old_state =
-                self.decode(&old_file, schema_of(0), root.as_deref(), max_state_len)?;
+            let old_state = self.decode(&old_file, schema_of(0), root.as_deref(), max_state_len)?;
             drop(old_file);
             let new_file = self.read(new, max_state_len, "cannot load")?;
-            let new_state =
-                self.decode(&new_file, schema_of(1), root.as_deref(), max_state_len)?;
+            let new_state = self.decode(&new_file, schema_of(1), root.as_deref(), max_state_len)?;
             drop(new_file);
             let versions = if old_state.data_version == new_state.data_version {
                 format!("data version {}", old_state.data_version)
@@ -713,8 +714,7 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
         let options = LoadOptions::default().with_max_state_len(max_state_len);
         // Loaded straight from the file (no second copy of its bytes); a failure is read
         // again whole, to be reported as every other command reports it.
-        let (state, from_version): (T, u16) = match Snapshot::load_file_with(path, &map, &options)
-        {
+        let (state, from_version): (T, u16) = match Snapshot::load_file_with(path, &map, &options) {
             Ok(loaded) => loaded,
             Err(err) => {
                 let file = self.read(path, max_state_len, "cannot load")?;

@@ -115,10 +115,7 @@ struct Dir(PathBuf);
 
 impl Dir {
     fn new(name: &str) -> Dir {
-        let path = std::env::temp_dir().join(format!(
-            "vmstate-cli-{name}-{}",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("vmstate-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         Dir(path)
@@ -140,8 +137,13 @@ impl Dir {
     /// The schema export of `Machine` at `version`, as the guard's `vN.json` holds it.
     fn schema(&self, version: u16) -> PathBuf {
         let path = self.path(&format!("v{version}.json"));
-        std::fs::write(&path, export::<Machine>(&machine_map(), version).unwrap().to_json())
-            .unwrap();
+        std::fs::write(
+            &path,
+            export::<Machine>(&machine_map(), version)
+                .unwrap()
+                .to_json(),
+        )
+        .unwrap();
         path
     }
 }
@@ -207,12 +209,22 @@ fn test_cli_lib_typed_commands_on_a_test_root() {
 
     let info = run(&cli, &[&"info", &file]);
     let text = ok(&info);
-    assert!(text.contains("data version:   2 (this build reads 1..=2)"), "{text}");
+    assert!(
+        text.contains("data version:   2 (this build reads 1..=2)"),
+        "{text}"
+    );
     assert!(text.contains("crc64:          ok"), "{text}");
-    assert!(text.contains(&format!("state:          {}", root_name())), "{text}");
+    assert!(
+        text.contains(&format!("state:          {}", root_name())),
+        "{text}"
+    );
 
     let verify = run(&cli, &[&"verify", &file]);
-    assert!(ok(&verify).ends_with(": ok: data version 2, 2 cpu(s)\n"), "{}", verify.out);
+    assert!(
+        ok(&verify).ends_with(": ok: data version 2, 2 cpu(s)\n"),
+        "{}",
+        verify.out
+    );
 
     let dump = run(&cli, &[&"dump", &file]);
     let text = ok(&dump);
@@ -243,10 +255,14 @@ fn test_cli_lib_typed_commands_on_a_test_root() {
 
     // A rollback: data version 1 cannot hold `clock`; a build reading it sees the default.
     let old = dir.path("m-v1.snap");
-    let convert = run(&cli, &[&"convert", &file, &"--to-version", &"1", &"-o", &old]);
+    let convert = run(
+        &cli,
+        &[&"convert", &file, &"--to-version", &"1", &"-o", &old],
+    );
     let text = ok(&convert);
     assert!(
-        text.contains("data version 1 cannot hold 1 value(s)") && text.contains("clock: 0x123456789abc -> 0x7"),
+        text.contains("data version 1 cannot hold 1 value(s)")
+            && text.contains("clock: 0x123456789abc -> 0x7"),
         "{text}"
     );
 }
@@ -293,22 +309,54 @@ fn test_cli_lib_schema_decodes_without_the_types() {
         EXIT_FAILURE,
         &format!("v2.json describes {root} snapshots, not cli::Other: pass --root {root} if"),
     );
-    let text = run(&other, &[&"dump", &"--schema", &v2, &"--root", &root, &file]);
-    assert!(ok(&text).contains("slot.value: 0x18ed1bd0d22a5a96\n"), "{}", text.out);
-    let verify = run(&other, &[&"verify", &"--schema", &v2, &"--root", &root, &file]);
-    assert!(ok(&verify).contains(": ok: data version 2, "), "{}", verify.out);
-    let info = run(&other, &[&"info", &"--schema", &v2, &"--root", &root, &file]);
+    let text = run(
+        &other,
+        &[&"dump", &"--schema", &v2, &"--root", &root, &file],
+    );
+    assert!(
+        ok(&text).contains("slot.value: 0x18ed1bd0d22a5a96\n"),
+        "{}",
+        text.out
+    );
+    let verify = run(
+        &other,
+        &[&"verify", &"--schema", &v2, &"--root", &root, &file],
+    );
+    assert!(
+        ok(&verify).contains(": ok: data version 2, "),
+        "{}",
+        verify.out
+    );
+    let info = run(
+        &other,
+        &[&"info", &"--schema", &v2, &"--root", &root, &file],
+    );
     assert!(ok(&info).contains("decoded with"), "{}", info.out);
 
     // diff with the schema: equal, then one field apart.
     let mut changed = machine();
     changed.cpus[1].rip = 0x2000;
     let other_file = dir.snapshot("changed.snap", &changed, 2);
-    let same = run(&other, &[&"diff", &"--schema", &v2, &"--root", &root, &file, &file]);
-    assert!(ok(&same).contains(": equal (data version 2)"), "{}", same.out);
+    let same = run(
+        &other,
+        &[&"diff", &"--schema", &v2, &"--root", &root, &file, &file],
+    );
+    assert!(
+        ok(&same).contains(": equal (data version 2)"),
+        "{}",
+        same.out
+    );
     let differ = run(
         &other,
-        &[&"diff", &"--schema", &v2, &"--root", &root, &file, &other_file],
+        &[
+            &"diff",
+            &"--schema",
+            &v2,
+            &"--root",
+            &root,
+            &file,
+            &other_file,
+        ],
     );
     assert_eq!(differ.out, "cpus[1].rip: 0x1000 -> 0x2000\n");
     fails(&differ, EXIT_FAILURE, "differ: 1 difference(s)");
@@ -337,15 +385,32 @@ fn test_cli_lib_bad_schemas_are_one_line_errors() {
 
     // The schema of another root type.
     let other = dir.path("other.json");
-    std::fs::write(&other, export::<Other>(&VersionMap::new(), 1).unwrap().to_json()).unwrap();
+    std::fs::write(
+        &other,
+        export::<Other>(&VersionMap::new(), 1).unwrap().to_json(),
+    )
+    .unwrap();
     fails(
         &run(&cli, &[&"dump", &"--schema", &other, &file]),
         EXIT_FAILURE,
-        &format!("other.json describes cli::Other snapshots, not {}", root_name()),
+        &format!(
+            "other.json describes cli::Other snapshots, not {}",
+            root_name()
+        ),
     );
     // ... and forced with --root: the layout does not fit the bytes.
     fails(
-        &run(&cli, &[&"dump", &"--schema", &other, &"--root", &"cli::Other", &file]),
+        &run(
+            &cli,
+            &[
+                &"dump",
+                &"--schema",
+                &other,
+                &"--root",
+                &"cli::Other",
+                &file,
+            ],
+        ),
         EXIT_FAILURE,
         "other.json is not the schema of",
     );
@@ -364,7 +429,10 @@ fn test_cli_lib_bad_schemas_are_one_line_errors() {
         "m.snap is not a schema export",
     );
     fails(
-        &run(&cli, &[&"dump", &"--schema", &dir.path("missing.json"), &file]),
+        &run(
+            &cli,
+            &[&"dump", &"--schema", &dir.path("missing.json"), &file],
+        ),
         EXIT_FAILURE,
         "cannot read",
     );
@@ -436,12 +504,20 @@ fn test_cli_lib_diff_across_data_versions() {
     let v1 = dir.snapshot("m1.snap", &machine(), 1);
 
     let same = run(&cli, &[&"diff", &v2, &v2]);
-    assert!(ok(&same).ends_with(": equal (data version 2)\n"), "{}", same.out);
+    assert!(
+        ok(&same).ends_with(": equal (data version 2)\n"),
+        "{}",
+        same.out
+    );
 
     // Typed: both as this build reads them at data version 2; v1 holds no clock.
     let across = run(&cli, &[&"diff", &v1, &v2]);
     assert_eq!(across.out, "clock: 0x7 -> 0x123456789abc\n");
-    fails(&across, EXIT_FAILURE, "compared as this build reads them at 2");
+    fails(
+        &across,
+        EXIT_FAILURE,
+        "compared as this build reads them at 2",
+    );
 
     // With each file's own schema: the field only v2 writes.
     let s1 = dir.schema(1);
@@ -466,7 +542,20 @@ fn test_cli_lib_diff_across_data_versions() {
         "backing: 2 byte(s) differ in 1 page(s) of 4096 bytes, first at offset 0x5\n"
     );
     fails(
-        &run(&cli, &[&"diff", &"--schema", &s1, &"--schema", &s2, &"--schema", &s2, &v1, &v2]),
+        &run(
+            &cli,
+            &[
+                &"diff",
+                &"--schema",
+                &s1,
+                &"--schema",
+                &s2,
+                &"--schema",
+                &s2,
+                &v1,
+                &v2,
+            ],
+        ),
         EXIT_FAILURE,
         "at most two --schema files",
     );
@@ -500,7 +589,11 @@ fn test_cli_lib_firecracker_later_files_are_named() {
     ] {
         assert!(info.out.contains(needle), "{needle:?} not in\n{}", info.out);
     }
-    fails(&info, EXIT_FAILURE, "fc.snap is a Firecracker snapshot of format version 4.0.0");
+    fails(
+        &info,
+        EXIT_FAILURE,
+        "fc.snap is a Firecracker snapshot of format version 4.0.0",
+    );
     for command in ["verify", "dump"] {
         fails(
             &run(&cli, &[&command, &path]),
@@ -512,7 +605,11 @@ fn test_cli_lib_firecracker_later_files_are_named() {
     tampered[50] ^= 1;
     std::fs::write(&path, tampered).unwrap();
     let info = run(&cli, &[&"info", &path]);
-    assert!(info.out.contains("crc64:          MISMATCH"), "{}", info.out);
+    assert!(
+        info.out.contains("crc64:          MISMATCH"),
+        "{}",
+        info.out
+    );
     fails(
         &run(&cli, &[&"verify", &path]),
         EXIT_FAILURE,
@@ -525,7 +622,11 @@ fn test_cli_lib_help_lists_only_options_that_apply() {
     let cli = machine_cli();
     for command in ["info", "verify", "dump", "diff", "convert"] {
         let help = run(&cli, &[&command, &"--help"]);
-        assert!(ok(&help).contains("--max-state-size"), "{command}: {}", help.out);
+        assert!(
+            ok(&help).contains("--max-state-size"),
+            "{command}: {}",
+            help.out
+        );
         assert!(help.out.contains("Usage: machine-state "), "{}", help.out);
     }
     for command in ["info", "verify", "dump", "diff"] {

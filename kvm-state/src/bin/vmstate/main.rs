@@ -1,7 +1,7 @@
 //! `vmstate`: inspect, verify, dump, compare and convert microVM snapshot files, and export
 //! or compare the state schema of this build.
 //!
-//! The tool is [`vmstate_cli::Cli`] for [`MicrovmState`]: `verify` adds the checks every
+//! The tool is [`vmstate_cli::Cli`] for [`kvm_state::MicrovmState`]: `verify` adds the checks every
 //! restore makes before touching KVM ([`kvm_state::check_state`]), and `info` the host the
 //! state was saved on. Every failure is one line on stderr, `vmstate: <what failed>:
 //! <why>`, and a non-zero exit code: 1 for a bad file, a failed check or differing
