@@ -234,20 +234,11 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
                 self.decode_with_schema(file, schema_path, schema, root, max_state_len)
             }
             None => {
-                // The container as a load checks it (magic, format and data versions,
-                // support window, CRC); the state is then decoded with this build's schema
-                // of its data version, which reads exactly what the types read, without
-                // holding the typed state as well.
-                let data_version =
-                    Snapshot::get_data_version(&mut file.bytes.as_slice(), &self.map)
-                        .map_err(|err| self.load_failure(file, &err, None, max_state_len))?;
-                if !file.info.crc_ok() {
-                    let err = SnapshotError::Crc64 {
-                        stored: file.info.stored_crc,
-                        computed: file.info.computed_crc,
-                    };
-                    return Err(self.load_failure(file, &err, None, max_state_len));
-                }
+                // Loaded as the VMM loads it (so nothing this build would refuse is
+                // printed), then decoded with this build's schema of its data version: the
+                // values on the wire, by field name.
+                let (state, data_version) = self.load(file, max_state_len)?;
+                drop(state);
                 self.own_value(file, data_version, max_state_len)
             }
         }
