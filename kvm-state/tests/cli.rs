@@ -492,10 +492,26 @@ fn test_cli_help_speaks_to_operators() {
     ] {
         assert!(text.contains(needle), "{needle:?} not in\n{text}");
     }
-    for command in ["info", "verify", "dump", "convert", "schema"] {
+    for command in ["info", "verify", "dump", "diff", "convert", "schema"] {
         let text = assert_ok(&vmstate(&[&command, &"--help"]));
         assert!(text.contains("Usage: vmstate "), "{text}");
     }
+    // Issue 16: each command's help lists only its own options (schema export and check
+    // listed --max-state-size).
+    for command in ["info", "verify", "dump", "diff", "convert"] {
+        let text = assert_ok(&vmstate(&[&command, &"--help"]));
+        assert!(text.contains("--max-state-size"), "{command}: {text}");
+    }
+    for command in ["export", "check"] {
+        let text = assert_ok(&vmstate(&[&"schema", &command, &"--help"]));
+        assert!(!text.contains("--max-state-size"), "{text}");
+        assert!(!text.contains("--schema <"), "{text}");
+    }
+    let text = assert_ok(&vmstate(&[&"dump", &"--help"]));
+    assert!(
+        text.contains("--schema <SCHEMA>") && text.contains("--root <TYPE>"),
+        "{text}"
+    );
     assert_ok(&vmstate(&[&"--version"]));
 }
 
@@ -630,7 +646,11 @@ fn test_cli_truncated_state_with_valid_crc() {
             .map(|a| a as &dyn AsRef<std::ffi::OsStr>)
             .collect();
         argv.push(&path);
-        assert_fails_with(&vmstate(&argv), 1, "cannot load");
+        assert_fails_with(
+            &vmstate(&argv),
+            1,
+            "truncated: the state ends inside this field",
+        );
     }
 }
 
@@ -1091,7 +1111,15 @@ fn test_cli_errors_state_each_cause_once() {
     let missing = fixture.path("missing.snap");
     let no_dir = fixture.path("no-dir/out.snap");
     let good = fixture.good();
+    let v1_schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/v1.json");
+    let cut_short = fixture.write("short.snap", bytes[..bytes.len() - 3].to_vec(), false);
+    let firecracker = fixture.write("fc.snap", firecracker_file("5.1.0", &[1; 64]), false);
     let cases: Vec<Vec<&dyn AsRef<std::ffi::OsStr>>> = vec![
+        vec![&"dump", &"--schema", &v1_schema, &good],
+        vec![&"dump", &"--schema", &good, &good],
+        vec![&"verify", &cut_short],
+        vec![&"verify", &firecracker],
+        vec![&"diff", &good, &cut],
         vec![&"verify", &cut],
         vec![&"dump", &cut],
         vec![&"verify", &fifo],

@@ -78,6 +78,19 @@ fn value_limits(state_len: usize, max_state_len: u64) -> Limits {
         .with_max_collection_len(max_state_len)
 }
 
+/// A whole snapshot file of at most `max_state_len` bytes of state; a larger one is
+/// refused before reading, by its state's size.
+fn read_snapshot(path: &Path, max_state_len: u64) -> Result<Vec<u8>, SnapshotError> {
+    read_regular_file(path, max_state_len.saturating_add(MIN_SNAPSHOT_LEN)).map_err(|err| match err
+    {
+        SnapshotError::FileTooLarge { len, .. } => SnapshotError::StateTooLarge {
+            len: len.saturating_sub(MIN_SNAPSHOT_LEN),
+            limit: max_state_len,
+        },
+        other => other,
+    })
+}
+
 fn read_schema(path: &Path) -> Result<Schema, Failure> {
     let bytes = read_regular_file(path, MAX_SCHEMA_LEN)
         .map_err(|e| Failure::new(format!("cannot read {}", path.display())).because(&e))?;
@@ -134,8 +147,7 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
         what: &str,
     ) -> Result<SnapshotFile<'p>, Failure> {
         let failure = || Failure::new(format!("{what} {}", path.display()));
-        let bytes = read_regular_file(path, max_state_len.saturating_add(MIN_SNAPSHOT_LEN))
-            .map_err(|e| failure().because(&e))?;
+        let bytes = read_snapshot(path, max_state_len).map_err(|e| failure().because(&e))?;
         if let Some(firecracker) = FirecrackerSnapshotInfo::from_bytes(&bytes) {
             return Err(firecracker_failure(path, &firecracker));
         }
@@ -382,8 +394,7 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
             None => None,
         };
         let cannot_read = || Failure::new(format!("cannot read {}", path.display()));
-        let bytes = read_regular_file(path, max_state_len.saturating_add(MIN_SNAPSHOT_LEN))
-            .map_err(|e| cannot_read().because(&e))?;
+        let bytes = read_snapshot(path, max_state_len).map_err(|e| cannot_read().because(&e))?;
         if let Some(firecracker) = FirecrackerSnapshotInfo::from_bytes(&bytes) {
             writeln!(out, "file:           {}", path.display())?;
             writeln!(

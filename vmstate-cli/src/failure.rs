@@ -47,6 +47,18 @@ impl Failure {
                         .map(|boxed| &**boxed)
                 }),
             ) {
+                // A state that ends inside a field: said so, instead of std's "failed to
+                // fill whole buffer".
+                (
+                    _,
+                    Some(VersionizeError::Io {
+                        kind: std::io::ErrorKind::UnexpectedEof,
+                        ..
+                    }),
+                ) => {
+                    next = None;
+                    "truncated: the state ends inside this field".to_owned()
+                }
                 // The kind only: the OS's words follow.
                 (Some(SnapshotError::Io { .. }), _) | (_, Some(VersionizeError::Io { .. })) => {
                     continue
@@ -67,12 +79,6 @@ impl Failure {
                 }
                 (Some(too_large @ SnapshotError::StateTooLarge { .. }), _) => {
                     format!("{too_large} (raise it with --max-state-size)")
-                }
-                (Some(SnapshotError::FileTooLarge { len, limit, .. }), _) => {
-                    format!(
-                        "the file is {len} bytes, more than the limit of {limit} bytes (raise \
-                         it with --max-state-size)"
-                    )
                 }
                 _ => without_source(err),
             };
