@@ -25,6 +25,11 @@ pub type VerifyFn<T> = dyn Fn(&T) -> Result<String, Box<dyn Error + Send + Sync>
 /// What `info` shows of a loaded state (at its data version): `(label, text)` lines.
 pub type DescribeFn<T> = dyn Fn(&T, u16) -> Vec<(String, String)>;
 
+/// A command a VMM adds to the tool ([`Cli::command`]): given its parsed arguments and the
+/// report's writer, it succeeds or returns the error reported as `<tool>: <command>: <error>`.
+pub type CommandFn =
+    dyn Fn(&clap::ArgMatches, &mut dyn Write) -> Result<(), Box<dyn Error + Send + Sync>>;
+
 /// The operator tool for snapshots of root type `T` written with a version map: `info`,
 /// `verify`, `dump`, `diff`, `convert`, `schema export` and `schema check`.
 ///
@@ -35,6 +40,7 @@ pub struct Cli<T> {
     pub(crate) map: VersionMap,
     pub(crate) verify: Option<Box<VerifyFn<T>>>,
     pub(crate) describe: Option<Box<DescribeFn<T>>>,
+    extra: Vec<(clap::Command, Box<CommandFn>)>,
     root_type: PhantomData<fn() -> T>,
 }
 
@@ -49,6 +55,7 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
             map: version_map,
             verify: None,
             describe: None,
+            extra: Vec::new(),
             root_type: PhantomData,
         }
     }
@@ -82,6 +89,19 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
         self
     }
 
+    /// Adds a subcommand of the VMM's own (for example commands on guest memory files or
+    /// sealed snapshots): `command` defines its name, help and arguments, `run` runs it.
+    #[must_use]
+    pub fn command(
+        mut self,
+        command: clap::Command,
+        run: impl Fn(&clap::ArgMatches, &mut dyn Write) -> Result<(), Box<dyn Error + Send + Sync>>
+            + 'static,
+    ) -> Self {
+        self.extra.push((command, Box::new(run)));
+        self
+    }
+
     /// Runs the tool on the process's arguments, standard output and standard error.
     pub fn run(&self) -> ExitCode {
         let stdout = std::io::stdout();
@@ -98,17 +118,29 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
         I: IntoIterator<Item = S>,
         S: Into<OsString> + Clone,
     {
-        let matches = match self.command().try_get_matches_from(args) {
+        let matches = match self.clap_command().try_get_matches_from(args) {
             Ok(matches) => matches,
             Err(usage) => return self.usage(&usage, out, err),
         };
-        let parsed = match CliArgs::from_arg_matches(&matches) {
-            Ok(parsed) => parsed,
-            Err(usage) => return self.usage(&usage, out, err),
+        let extra = matches.subcommand().and_then(|(name, sub_matches)| {
+            self.extra
+                .iter()
+                .find(|(command, _)| command.get_name() == name)
+                .map(|(_, run)| (name, run, sub_matches))
+        });
+        let result = match extra {
+            Some((name, run, sub_matches)) => run(sub_matches, out)
+                .map_err(|e| Failure::new(name).because(&*e))
+                .and_then(|()| out.flush().map_err(Failure::from)),
+            None => {
+                let parsed = match CliArgs::from_arg_matches(&matches) {
+                    Ok(parsed) => parsed,
+                    Err(usage) => return self.usage(&usage, out, err),
+                };
+                self.dispatch(parsed.command, out)
+                    .and_then(|()| out.flush().map_err(Failure::from))
+            }
         };
-        let result = self
-            .dispatch(parsed.command, out)
-            .and_then(|()| out.flush().map_err(Failure::from));
         match result {
             Ok(()) => 0,
             Err(failure) => {
@@ -124,7 +156,7 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
     }
 
     /// The clap command, with this tool's name and the app versions of its map.
-    fn command(&self) -> clap::Command {
+    fn clap_command(&self) -> clap::Command {
         let range = self.map.supported_range();
         let versions =
             clap::value_parser!(u16).range(i64::from(*range.start())..=i64::from(*range.end()));
@@ -143,6 +175,9 @@ impl<T: Versionize + Debug + 'static> Cli<T> {
             });
         if let Some(version) = self.version {
             command = command.version(version);
+        }
+        for (extra, _) in &self.extra {
+            command = command.subcommand(extra.clone());
         }
         command
     }

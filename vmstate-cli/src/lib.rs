@@ -34,7 +34,8 @@
 //! (`--root`), without its Rust types. Errors are one line on stderr:
 //! `my-vmm-state: <what>: <why>`. The commands are described in `docs/VMSTATE.md`.
 //!
-//! [`Cli::run_from`] runs the tool on given arguments and writers, for tests.
+//! [`Cli::command`] adds a VMM's own subcommands; [`Cli::run_from`] runs the tool on given
+//! arguments and writers, for tests.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -45,4 +46,6 @@ mod commands;
 mod failure;
 mod render;
 
-pub use crate::cli::{Cli, DescribeFn, VerifyFn, EXIT_FAILURE, EXIT_USAGE};
+pub use crate::cli::{Cli, CommandFn, DescribeFn, VerifyFn, EXIT_FAILURE, EXIT_USAGE};
+/// The `clap` this crate builds its commands with, for [`Cli::command`].
+pub use clap;

@@ -649,3 +649,32 @@ fn test_cli_lib_help_lists_only_options_that_apply() {
     );
     fails(&run(&cli, &[&"frobnicate"]), EXIT_USAGE, "machine-state: ");
 }
+
+#[test]
+fn test_cli_lib_a_vmm_adds_its_own_command() {
+    use vmstate_cli::clap::{Arg, Command};
+    let cli = machine_cli().command(
+        Command::new("greet")
+            .about("Greet a file")
+            .arg(Arg::new("name").required(true)),
+        |matches, out| {
+            let name = matches.get_one::<String>("name").ok_or("no name")?;
+            if name == "nobody" {
+                return Err(format!("cannot greet {name}").into());
+            }
+            writeln!(out, "hello {name}")?;
+            Ok(())
+        },
+    );
+    use std::io::Write;
+    assert_eq!(ok(&run(&cli, &[&"greet", &"vm"])), "hello vm\n");
+    fails(
+        &run(&cli, &[&"greet", &"nobody"]),
+        EXIT_FAILURE,
+        "machine-state: greet: cannot greet nobody",
+    );
+    fails(&run(&cli, &[&"greet"]), EXIT_USAGE, "required arguments");
+    assert!(ok(&run(&cli, &[&"--help"])).contains("greet"));
+    // The built-in commands are unchanged.
+    assert!(ok(&run(&cli, &[&"schema", &"export"])).contains("\"root\""));
+}
