@@ -666,7 +666,6 @@ fn test_cli_lib_a_vmm_adds_its_own_command() {
             Ok(())
         },
     );
-    use std::io::Write;
     assert_eq!(ok(&run(&cli, &[&"greet", &"vm"])), "hello vm\n");
     fails(
         &run(&cli, &[&"greet", &"nobody"]),
