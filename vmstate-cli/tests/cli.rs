@@ -677,3 +677,31 @@ fn test_cli_lib_a_vmm_adds_its_own_command() {
     // The built-in commands are unchanged.
     assert!(ok(&run(&cli, &[&"schema", &"export"])).contains("\"root\""));
 }
+
+/// Issue 13: `info` says which data versions this build reads (its support window), and
+/// refuses, after printing the container, a file older than the window.
+#[test]
+fn test_cli_lib_info_shows_the_support_window() {
+    let dir = Dir::new("window");
+    let old = dir.snapshot("m1.snap", &machine(), 1);
+    let mut map = machine_map();
+    map.set_oldest_supported(2).unwrap();
+    let cli = Cli::<Machine>::new("machine-state", map);
+    let info = run(&cli, &[&"info", &old]);
+    assert!(
+        info.out
+            .contains("data version:   1 (this build reads 2..=2)\n"),
+        "{}",
+        info.out
+    );
+    fails(
+        &info,
+        EXIT_FAILURE,
+        "m1.snap is not a sound snapshot: data version 1 is not supported (this build reads 2..=2)",
+    );
+    fails(&run(&cli, &[&"verify", &old]), EXIT_FAILURE, "cannot load");
+    // The writing build's schema still reads it.
+    let v1 = dir.schema(1);
+    let dump = run(&cli, &[&"dump", &"--schema", &v1, &old]);
+    assert!(ok(&dump).contains("data_version: 1\n"), "{}", dump.out);
+}
