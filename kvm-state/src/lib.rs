@@ -106,9 +106,10 @@
 //!
 //! # Cargo features
 //!
-//! - `cli` (default): the `vmstate` binary, which inspects, verifies, dumps and converts
-//!   snapshot files of [`MicrovmState`] and exports or compares its schema (`vmstate --help`).
-//!   Turn it off (`default-features = false`) to build the library without `clap`.
+//! - `cli` (default): the `vmstate` binary ([`vmstate-cli`](https://docs.rs/vmstate-cli)
+//!   for [`MicrovmState`]), which inspects, verifies, dumps, compares and converts snapshot
+//!   files and exports or compares their schema (`vmstate --help`). Turn it off
+//!   (`default-features = false`) to build the library without `clap`.
 //! - `vm-superio`: `From` conversions between [`SerialState`] and
 //!   `vm_superio::serial::SerialState`.
 //! - `virtio-queue`: `From` conversions between [`QueueState`] and `virtio_queue::QueueState`.

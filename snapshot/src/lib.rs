@@ -29,7 +29,7 @@ pub use crate::error::{Result, SnapshotError};
 #[doc(hidden)]
 pub use crate::file::{atomic_write_with_faults, SaveStep};
 pub use crate::file::{open_regular_file, read_regular_file};
-pub use crate::info::SnapshotInfo;
+pub use crate::info::{FirecrackerSnapshotInfo, SnapshotInfo};
 pub use crate::magic::{arch_of_magic, get_format_version};
 pub use crate::snapshot::{
     LoadOptions, Snapshot, SnapshotHdr, BUDGET_PER_STATE_BYTE, CRC_LEN, DEFAULT_MAX_STATE_LEN,

@@ -1,9 +1,8 @@
-//! A failed command, reported as one line: `vmstate: <what failed>: <why>: <why>...`.
+//! A failed command, reported as one line: `<tool>: <what failed>: <why>: <why>...`.
 
 use std::error::Error;
 use std::fmt;
 
-use kvm_state::KvmStateError;
 use snapshot::SnapshotError;
 use versionize::VersionizeError;
 
@@ -41,7 +40,6 @@ impl Failure {
         while let Some(err) = next {
             next = err.source();
             let message = match (
-                err.downcast_ref::<KvmStateError>(),
                 err.downcast_ref::<SnapshotError>(),
                 // A context's source is a boxed error.
                 err.downcast_ref::<VersionizeError>().or_else(|| {
@@ -49,26 +47,37 @@ impl Failure {
                         .map(|boxed| &**boxed)
                 }),
             ) {
-                // "cannot load snapshot": `what` already says so, with the path.
-                (Some(KvmStateError::Snapshot { .. }), _, _) => continue,
+                // A state that ends inside a field: said so, instead of std's "failed to
+                // fill whole buffer".
+                (
+                    _,
+                    Some(VersionizeError::Io {
+                        kind: std::io::ErrorKind::UnexpectedEof,
+                        ..
+                    }),
+                ) => {
+                    next = None;
+                    "truncated: the state ends inside this field".to_owned()
+                }
                 // The kind only: the OS's words follow.
-                (_, Some(SnapshotError::Io { .. }), _)
-                | (_, _, Some(VersionizeError::Io { .. })) => continue,
-                (_, Some(SnapshotError::File { step, path, .. }), _) => {
+                (Some(SnapshotError::Io { .. }), _) | (_, Some(VersionizeError::Io { .. })) => {
+                    continue
+                }
+                (Some(SnapshotError::File { step, path, .. }), _) => {
                     if self.what.contains(&path.display().to_string()) {
                         (*step).to_owned()
                     } else {
                         format!("{step} {}", path.display())
                     }
                 }
-                (_, Some(SnapshotError::NotRegularFile { step, path, found }), _) => {
+                (Some(SnapshotError::NotRegularFile { step, path, found }), _) => {
                     if self.what.contains(&path.display().to_string()) {
                         format!("{found}, not a regular file")
                     } else {
                         format!("{step} {}: {found}, not a regular file", path.display())
                     }
                 }
-                (_, Some(too_large @ SnapshotError::StateTooLarge { .. }), _) => {
+                (Some(too_large @ SnapshotError::StateTooLarge { .. }), _) => {
                     format!("{too_large} (raise it with --max-state-size)")
                 }
                 _ => without_source(err),
