@@ -122,6 +122,7 @@ impl StateView<'_> {
             devices,
             memory,
             host,
+            memory_source,
         } = self.state;
         let [with_vm, with_vcpus, with_devices, with_memory, with_host] = self.fields;
         if with_vm {
@@ -135,6 +136,7 @@ impl StateView<'_> {
         }
         if with_memory {
             map.serialize_entry("memory", &Regions(memory, self.memory))?;
+            map.serialize_entry("memory_source", memory_source)?;
         }
         if with_host {
             map.serialize_entry("host", host)?;
