@@ -496,6 +496,10 @@ mod tests {
         check_all!(
             MicrovmState,
             MemoryRegionState,
+            MemorySource,
+            MemoryFileDescriptor,
+            MemoryFileRegion,
+            MemoryLayerId,
             DevicesState,
             SerialState,
             MmioTransportState,
@@ -536,7 +540,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kvm-state-microvm-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let state = sample();
-        for app_version in [APP_VERSION_1, APP_VERSION_2, APP_VERSION_3] {
+        for app_version in [APP_VERSION_1, APP_VERSION_2, APP_VERSION_3, APP_VERSION_4] {
             let path = dir.join(format!("v{app_version}.snap"));
             state.save_to_file(&path, app_version).unwrap();
             let bytes = std::fs::read(&path).unwrap();
