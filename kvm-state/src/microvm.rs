@@ -429,6 +429,7 @@ mod tests {
                 kvm_capabilities: vec![0, 33],
                 kernel_release: "6.18.0".to_owned(),
             },
+            memory_source: MemorySource::Inline,
         }
     }
 
@@ -472,7 +473,7 @@ mod tests {
         let mut copy = MicrovmState::default();
         copy.set_host_facts(state.host_facts());
         assert_eq!(copy.host_facts(), state.host_facts());
-        assert_eq!(MicrovmState::version(), 2);
+        assert_eq!(MicrovmState::version(), 3);
     }
 
     /// The newest app version maps every type to its latest version: a type whose layout
