@@ -6,9 +6,13 @@ use std::path::{Path, PathBuf};
 
 use snapshot::DEFAULT_MAX_STATE_LEN;
 
-use super::diff::{read_memory_diff_info, restore_memory_chain, save_memory_diff, DiffRegion};
+use super::diff::{
+    merge_memory_chain, read_memory_diff_info, restore_memory_chain, save_memory_diff, DiffRegion,
+};
 use super::file::{restore_memory_file, save_memory_file, RestoreMode};
-use super::{GuestMemoryMapping, GuestRegionBytes, MemoryDiffInfo, MemoryLayerId};
+use super::{
+    GuestMemoryMapping, GuestRegionBytes, MemoryDiffInfo, MemoryFileDescriptor, MemoryLayerId,
+};
 use crate::error::{KvmStateError, Result};
 use crate::microvm::{MemoryRegionState, MemorySource, MicrovmState, APP_VERSION_4};
 
@@ -200,43 +204,48 @@ impl MicrovmState {
         mode: RestoreMode,
     ) -> Result<Loaded> {
         let base = base.as_ref();
-        let Some(last) = diffs.last() else {
+        if diffs.is_empty() {
             return Self::load_with_memory(base, mode);
-        };
-        let (base_state, _) = Self::load_file(base)?;
-        base_state.check_memory_source()?;
-        let MemorySource::File(descriptor) = &base_state.memory_source else {
-            return Err(source_error(
-                base,
-                "the base of a chain must be a full snapshot with a memory file",
-            ));
-        };
-        let mut diff_files = Vec::with_capacity(diffs.len());
-        for diff in diffs {
-            let diff = diff.as_ref();
-            let (state, _) = Self::load_file(diff)?;
-            let MemorySource::Diff(layer) = state.memory_source else {
-                return Err(source_error(diff, "not a diff snapshot"));
-            };
-            let file = Self::memory_file_path(diff);
-            let info = read_memory_diff_info(&file)?;
-            if info.layer != layer {
-                return Err(source_error(
-                    diff,
-                    format!(
-                        "the state records memory layer {layer}, the diff beside it is layer {}",
-                        info.layer
-                    ),
-                ));
-            }
-            diff_files.push(file);
         }
-        let (state, app_version) = Self::load_file(last.as_ref())?;
-        state.check_memory_source()?;
-        let (memory, _layer) =
-            restore_memory_chain(Self::memory_file_path(base), descriptor, &diff_files, mode)?;
-        // The last diff's layer was checked against its state above, and the chain ends at it.
-        Ok((state, app_version, memory))
+        let chain = Chain::load(base, diffs)?;
+        let (memory, _layer) = restore_memory_chain(
+            Self::memory_file_path(base),
+            &chain.base,
+            &chain.diff_files,
+            mode,
+        )?;
+        // The last diff's layer was checked against its state, and the chain ends at it.
+        Ok((chain.state, chain.app_version, memory))
+    }
+
+    /// Collapses a diff snapshot into a full one: the full snapshot `base` and the diff
+    /// snapshots `diffs` on top of it (as [`load_with_memory_chain`](Self::load_with_memory_chain)
+    /// takes them) become the snapshot `out` (state file and memory file beside it, each
+    /// replaced atomically; `out` may be `base`): the last diff's state, with guest memory
+    /// as it saved it in one memory file. The base's checksums are verified first. The merged
+    /// memory takes the last diff's layer identity, so diffs taken after it apply on `out`.
+    /// Returns the state written.
+    ///
+    /// # Errors
+    /// As [`load_with_memory_chain`](Self::load_with_memory_chain) in eager mode, and
+    /// [`KvmStateError::Memory`], [`KvmStateError::Snapshot`] when writing fails.
+    pub fn merge_diff_snapshots<P: AsRef<Path>>(
+        base: impl AsRef<Path>,
+        diffs: &[P],
+        out: impl AsRef<Path>,
+    ) -> Result<MicrovmState> {
+        let (base, out) = (base.as_ref(), out.as_ref());
+        let chain = Chain::load(base, diffs)?;
+        let descriptor = merge_memory_chain(
+            Self::memory_file_path(base),
+            &chain.base,
+            &chain.diff_files,
+            Self::memory_file_path(out),
+        )?;
+        let mut state = chain.state;
+        state.memory_source = MemorySource::File(descriptor);
+        state.save_to_file(out, chain.app_version.max(APP_VERSION_4))?;
+        Ok(state)
     }
 
     /// Checks that [`memory`](Self::memory) agrees with
@@ -280,6 +289,62 @@ impl MicrovmState {
                 None => Ok(()),
             },
         }
+    }
+}
+
+/// A full snapshot and diff snapshots on top of it, checked to belong together.
+struct Chain {
+    /// The base's memory file description.
+    base: MemoryFileDescriptor,
+    /// The diff files beside the diff states, in order.
+    diff_files: Vec<PathBuf>,
+    /// The state of the last snapshot of the chain, and its app version.
+    state: MicrovmState,
+    app_version: u16,
+}
+
+impl Chain {
+    /// Loads the states of `base` and `diffs`: the base must be a full snapshot with a memory
+    /// file, each diff a diff snapshot whose state records the layer of the diff beside it.
+    /// Whether each diff applies on the layer before it is checked when they are applied.
+    fn load<P: AsRef<Path>>(base: &Path, diffs: &[P]) -> Result<Chain> {
+        let (base_state, base_version) = MicrovmState::load_file(base)?;
+        base_state.check_memory_source()?;
+        let MemorySource::File(descriptor) = base_state.memory_source.clone() else {
+            return Err(source_error(
+                base,
+                "the base of a chain must be a full snapshot with a memory file",
+            ));
+        };
+        let mut chain = Chain {
+            base: descriptor,
+            diff_files: Vec::with_capacity(diffs.len()),
+            state: base_state,
+            app_version: base_version,
+        };
+        for diff in diffs {
+            let diff = diff.as_ref();
+            let (state, app_version) = MicrovmState::load_file(diff)?;
+            state.check_memory_source()?;
+            let MemorySource::Diff(layer) = state.memory_source else {
+                return Err(source_error(diff, "not a diff snapshot"));
+            };
+            let file = MicrovmState::memory_file_path(diff);
+            let info = read_memory_diff_info(&file)?;
+            if info.layer != layer {
+                return Err(source_error(
+                    diff,
+                    format!(
+                        "the state records memory layer {layer}, the diff beside it is layer {}",
+                        info.layer
+                    ),
+                ));
+            }
+            chain.diff_files.push(file);
+            chain.state = state;
+            chain.app_version = app_version;
+        }
+        Ok(chain)
     }
 }
 

@@ -8,6 +8,8 @@
 mod commands;
 mod failure;
 #[cfg(target_arch = "x86_64")]
+mod memory;
+#[cfg(target_arch = "x86_64")]
 mod render;
 #[cfg(target_arch = "x86_64")]
 mod text;
@@ -118,6 +120,9 @@ enum Command {
     /// Export this build's state schema, or compare two exports
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Check or merge the guest memory files beside snapshot files
+    #[command(subcommand)]
+    Memory(memory::MemoryCommand),
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -186,6 +191,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         Command::Schema(SchemaCommand::Check { old, new }) => {
             commands::schema_check(out, &old, &new)
         }
+        Command::Memory(command) => memory::run(out, command),
     }
 }
 
