@@ -136,10 +136,12 @@ impl StateView<'_> {
         }
         if with_memory {
             map.serialize_entry("memory", &Regions(memory, self.memory))?;
-            map.serialize_entry("memory_source", memory_source)?;
         }
         if with_host {
             map.serialize_entry("host", host)?;
+        }
+        if with_memory {
+            map.serialize_entry("memory_source", memory_source)?;
         }
         Ok(())
     }
