@@ -59,13 +59,15 @@ mod error;
 pub mod guest;
 mod guest_code;
 mod memory;
+mod memory_files;
 mod run;
 pub mod virtio;
 mod vm;
 
 pub use error::{DemoVmError, Result};
 pub use guest::{
-    expected_output, expected_virtio_output, mid_run, DONE_MARKER, MEM_SIZE, VCPU_COUNT,
+    expected_output, expected_output_for, expected_virtio_output, mid_run, DONE_MARKER,
+    MAX_MEM_SIZE, MEM_SIZE, VCPU_COUNT,
 };
 pub use run::{RunOutput, StopWhen, VIRTIO_REQUEST_INTERVAL};
 pub use vm::{DemoVm, DEFAULT_TIMEOUT, SERIAL_FIFO_SIZE};
