@@ -224,3 +224,55 @@ fn test_memory_chunk_store_256mib_restores_and_stores_chunks_once() {
     let restored = DemoVm::restore_from_chunk_store(&store, "b", &state_b).unwrap();
     assert_resumes(restored, &[&before], "chunk store after removing the other snapshot");
 }
+
+/// Runs the `demo-vmm` binary; returns its stdout, checking it succeeded.
+fn demo_vmm(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_demo-vmm"))
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Lines sorted stably by their first field, as `sort -s -k1,1` does.
+fn sorted_by_source(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.sort_by(|a, b| a.split(' ').next().cmp(&b.split(' ').next()));
+    lines
+}
+
+#[test]
+fn test_memory_cli_256mib_run_save_restore_in_two_processes() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = TempDir::new("memory-cli");
+    let path = dir.path().join("vm.snap");
+    let before = demo_vmm(&[&"run", &"--memory-mib", &"256", &"--save", &path]);
+    assert!(MicrovmState::memory_file_path(&path).exists());
+    let expected = demo_vmm(&[&"expected", &"--memory-mib", &"256"]);
+    for mode in [None, Some("--eager")] {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"restore", &path];
+        if let Some(flag) = &mode {
+            args.push(flag);
+        }
+        let after = demo_vmm(&args);
+        assert_eq!(
+            sorted_by_source(&format!("{before}{after}")),
+            sorted_by_source(&expected),
+            "{mode:?}"
+        );
+    }
+    // The 2 MiB default is unchanged: no memory file unless asked for.
+    let small = dir.path().join("small.snap");
+    demo_vmm(&[&"run", &"--save", &small]);
+    assert!(!MicrovmState::memory_file_path(&small).exists());
+    demo_vmm(&[&"run", &"--save", &small, &"--memory-file"]);
+    assert!(MicrovmState::memory_file_path(&small).exists());
+}
