@@ -22,6 +22,11 @@
 //!   BSP's IPI (vector 0x40), reports the mailbox and a register it kept across the halt, and
 //!   parks.
 //!
+//! With more than 2 MiB of memory the BSP also touches one page every [`TOUCH_STRIDE`] above
+//! 2 MiB after its tenth tick (before the snapshot point) and again after the virtio
+//! responses (after it), reporting a count and a checksum (see [`expected_output_for`]);
+//! with 2 MiB it skips both and reports exactly what it always did.
+//!
 //! So for most of the run AP2 is halted waiting for an IPI while AP1 is running; in
 //! particular when the BSP reports [`VIRTIO_SUBMITTED`] (see [`mid_run`]), AP1 is spinning, AP2
 //! is halted and the virtio requests are in flight. Each vCPU's sequence of reports is the same

@@ -22,6 +22,14 @@
 //! memory, [`kvm_state::CheckedRestore::restore_vm`], each vCPU with
 //! [`kvm_state::CheckedRestore::restore_vcpu`] on a thread of its own, and the devices.
 //!
+//! Guest memory at real sizes: [`DemoVm::with_memory_size`] gives the guest up to 1 GiB,
+//! across which it touches a page every 64 KiB before and after the snapshot point
+//! ([`expected_output_for`]); [`DemoVm::save_with_memory`] keeps memory in a file beside the
+//! state file, which [`DemoVm::restore_from_files`] maps back lazily (or reads eagerly);
+//! [`DemoVm::save_diff`] and [`DemoVm::restore_from_chain`] do the same for diffs from the
+//! dirty log, and [`DemoVm::save_to_chunk_store`] / [`DemoVm::restore_from_chunk_store`]
+//! for a shared chunk store.
+//!
 //! The `demo-vmm` binary wraps this in a stable command line (`docs/DEMO-VMM.md`).
 //!
 //! ```

@@ -42,7 +42,8 @@ impl Trigger for IrqLine {
 /// The emulated UART: `vm_superio`'s 16550A; what the guest transmits is dropped.
 pub(crate) type Uart = Serial<IrqLine, NoEvents, std::io::Sink>;
 
-/// An SMP VM with an in-kernel irqchip and PIT, [`VCPU_COUNT`] vCPUs, 2 MiB of memory, a
+/// An SMP VM with an in-kernel irqchip and PIT, [`VCPU_COUNT`] vCPUs, 2 MiB of memory (or
+/// more, see [`DemoVm::with_memory_size`]), a
 /// `vm_superio` UART on COM1 and a virtio-mmio device on `virtio-queue` (see
 /// [`crate::virtio`]), able to run the demo guest (see [`crate::guest`]).
 pub struct DemoVm {
@@ -377,7 +378,9 @@ impl DemoVm {
     /// A [`DemoVmError::State`] error of [`kvm_state::check_restore`] (`VcpuCount`, `ApicId`,
     /// `ApicIdDuplicate`, `DeviceCount`, `MemoryRegion`, `CpuidNotOffered`, `XsaveTooLarge`,
     /// `BadLength`, ...), [`DemoVmError::SerialInput`], [`DemoVmError::VirtioQueueCount`],
-    /// [`DemoVmError::VirtioQueue`]; then any error of [`CheckedRestore::restore_vm`] and
+    /// [`DemoVmError::VirtioQueue`], [`DemoVmError::MemoryOutsideState`] for a state whose
+    /// memory is in a memory file (see [`DemoVm::restore_from_files`]); then any error of
+    /// [`CheckedRestore::restore_vm`] and
     /// [`CheckedRestore::restore_vcpu`], [`DemoVmError::Thread`], [`DemoVmError::Serial`].
     pub fn restore_microvm(&mut self, state: &MicrovmState) -> Result<()> {
         if state.memory_source.is_outside() {

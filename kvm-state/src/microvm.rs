@@ -111,9 +111,9 @@ pub const CURRENT_APP_VERSION: u16 = APP_VERSION_4;
 /// A snapshot file holds the whole state, guest memory included, and both the `snapshot`
 /// crate's loader and the `versionize` decoder refuse more than 10 MiB by default
 /// ([`snapshot::DEFAULT_MAX_STATE_LEN`], [`versionize::Limits`]): enough for the 2 MiB demo
-/// guest, not for a real one. For larger guests either save the memory elsewhere (a memory
-/// file, as Firecracker does) and leave [`MemoryRegionState::contents`] empty, or load with
-/// [`MicrovmState::load_file_with_cap`], which raises both limits.
+/// guest, not for a real one. For larger guests keep memory in a memory file beside the state
+/// file ([`MicrovmState::save_with_memory`], [`MicrovmState::load_with_memory`], app version
+/// 4 on), or load with [`MicrovmState::load_file_with_cap`], which raises both limits.
 ///
 /// # Example
 /// ```
