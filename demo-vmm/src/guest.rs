@@ -163,7 +163,7 @@ pub(crate) fn memory_image(mem_size: u64) -> Vec<(u64, Vec<u8>)> {
     u64_at(PML4, PDPT | 0x3); // present, writable
     u64_at(PDPT, PD_LOW | 0x3); // 0..1 GiB
     u64_at(PDPT + 3 * 8, PD_APIC | 0x3); // 3..4 GiB
-    // One 2 MiB page (present, writable, large) per 2 MiB of guest memory, at least one.
+                                         // One 2 MiB page (present, writable, large) per 2 MiB of guest memory, at least one.
     for page in 0..(mem_size >> 21).clamp(1, 512) {
         u64_at(PD_LOW + page * 8, (page << 21) | 0x83);
     }
@@ -203,10 +203,7 @@ pub(crate) fn memory_image(mem_size: u64) -> Vec<(u64, Vec<u8>)> {
     image.push((UART_DATA, vec![0; 8]));
     image.push((FLAGS, vec![0; FLAGS_LEN]));
     image.push((VIRTQUEUE, vec![0; VIRTQUEUE_LEN]));
-    image.push((
-        MEM_TOUCHES,
-        memory_touches(mem_size).to_le_bytes().to_vec(),
-    ));
+    image.push((MEM_TOUCHES, memory_touches(mem_size).to_le_bytes().to_vec()));
     for (addr, words) in [
         (XMM0_DATA, XMM0_VALUE),
         (XMM9_DATA, XMM9_VALUE),

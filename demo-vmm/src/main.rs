@@ -175,9 +175,18 @@ mod cli {
         })?;
         if state.memory_source.is_outside() {
             // Guest memory is the memory file beside the snapshot, mapped or read.
-            let mode = if eager { RestoreMode::Eager } else { RestoreMode::Lazy };
+            let mode = if eager {
+                RestoreMode::Eager
+            } else {
+                RestoreMode::Lazy
+            };
             let mut vm = DemoVm::restore_from_files(path, mode).map_err(|e| {
-                Failure::Refused(format!("{}: {}: {}", path.display(), demo_name(&e), chain(&e)))
+                Failure::Refused(format!(
+                    "{}: {}: {}",
+                    path.display(),
+                    demo_name(&e),
+                    chain(&e)
+                ))
             })?;
             let output = vm
                 .run(StopWhen::Done)
@@ -208,7 +217,7 @@ mod cli {
 
     /// A VM with `memory_mib` MiB of guest memory.
     fn new_vm(memory_mib: u64) -> Result<DemoVm, Failure> {
-        let size = memory_mib.checked_mul(1 << 20).unwrap_or(u64::MAX);
+        let size = memory_mib.saturating_mul(1 << 20);
         DemoVm::with_memory_size(size).map_err(other("cannot create the vm"))
     }
 

@@ -33,8 +33,11 @@ impl std::fmt::Debug for GuestRam {
 impl GuestRam {
     /// `size` bytes of zeroed anonymous memory at guest physical address 0.
     pub(crate) fn anonymous(size: u64) -> Result<GuestRam> {
-        let mapping = GuestMemoryMapping::anonymous(0, size)
-            .map_err(|source| DemoVmError::GuestMemory { size, source })?;
+        let mapping =
+            GuestMemoryMapping::anonymous(0, size).map_err(|source| DemoVmError::GuestMemory {
+                size,
+                source: Box::new(source),
+            })?;
         GuestRam::from_mapping(mapping)
     }
 

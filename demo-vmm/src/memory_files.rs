@@ -8,8 +8,8 @@ use std::path::Path;
 use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES};
 use kvm_ioctls::Kvm;
 use kvm_state::{
-    kvm_dirty_bitmap, ChunkSaveStats, ChunkStore, DiffRegion, GuestMemoryMapping,
-    MemoryDiffInfo, MemoryLayerId, MemoryRegionState, MemorySource, MicrovmState, RestoreMode,
+    kvm_dirty_bitmap, ChunkSaveStats, ChunkStore, DiffRegion, GuestMemoryMapping, MemoryDiffInfo,
+    MemoryLayerId, MemoryRegionState, MemorySource, MicrovmState, RestoreMode,
 };
 
 use crate::error::{DemoVmError, Result};
@@ -217,7 +217,9 @@ impl DemoVm {
         state_path: impl AsRef<Path>,
     ) -> Result<DemoVm> {
         let (state, _app_version) = MicrovmState::load_file(state_path)?;
-        if state.memory_source != MemorySource::Inline || state.memory.iter().any(|r| r.has_contents()) {
+        if state.memory_source != MemorySource::Inline
+            || state.memory.iter().any(|r| r.has_contents())
+        {
             return Err(DemoVmError::MemoryOutsideState);
         }
         let memory = store.load(name)?;
@@ -225,7 +227,10 @@ impl DemoVm {
     }
 
     /// A fresh VM on `memory`, with `state` restored into it.
-    fn restore_into_memory(state: &MicrovmState, memory: Vec<GuestMemoryMapping>) -> Result<DemoVm> {
+    fn restore_into_memory(
+        state: &MicrovmState,
+        memory: Vec<GuestMemoryMapping>,
+    ) -> Result<DemoVm> {
         let [mapping] = <[GuestMemoryMapping; 1]>::try_from(memory).map_err(|memory| {
             kvm_state::KvmStateError::BadLength {
                 what: "memory regions",

@@ -240,9 +240,11 @@ pub enum KvmStateError {
         /// The most that app version loads by default.
         cap: u64,
     },
-    /// A memory file, diff or chunk store could not be saved, read or applied.
+    /// A memory file, diff or chunk store could not be saved, read or applied (boxed: the
+    /// memory errors carry paths and layer ids, and would make every result of this crate
+    /// larger).
     #[error(transparent)]
-    Memory(#[from] crate::memory::MemoryError),
+    Memory(Box<crate::memory::MemoryError>),
     /// The state's memory is not where the call expects it: a diff snapshot given to a
     /// load that takes a memory file, a base of a chain that is not a full memory file, or a
     /// chain that ends at another memory layer than the state records.
@@ -253,6 +255,12 @@ pub enum KvmStateError {
         /// What does not match.
         reason: String,
     },
+}
+
+impl From<crate::memory::MemoryError> for KvmStateError {
+    fn from(error: crate::memory::MemoryError) -> Self {
+        KvmStateError::Memory(Box::new(error))
+    }
 }
 
 impl KvmStateError {

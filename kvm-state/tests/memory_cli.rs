@@ -86,7 +86,10 @@ fn test_vmstate_memory_verify_full_diff_and_damaged() {
         panic!("full snapshot");
     };
     let out = assert_ok(&vmstate(&[&"memory", &"verify", &full]));
-    assert!(out.contains("ok: 1 region(s) of 4194304 bytes, every crc64 matches"), "{out}");
+    assert!(
+        out.contains("ok: 1 region(s) of 4194304 bytes, every crc64 matches"),
+        "{out}"
+    );
 
     let d1 = dir.path().join("d1.snap");
     diff(&d1, 2, descriptor.layer, &mut memory, &mut Rng::new(2));
@@ -95,7 +98,9 @@ fn test_vmstate_memory_verify_full_diff_and_damaged() {
 
     // A state with memory inside needs no memory file.
     let inline = dir.path().join("inline.snap");
-    clock(3).save_with_memory(&inline, 3, &[memory.region()]).unwrap();
+    clock(3)
+        .save_with_memory(&inline, 3, &[memory.region()])
+        .unwrap();
     let out = assert_ok(&vmstate(&[&"memory", &"verify", &inline]));
     assert!(out.contains("inside the state file"), "{out}");
 

@@ -10,8 +10,8 @@ mod memory_support;
 use common::TempDir;
 use kvm_state::{
     check_state, version_map, GuestMemoryMapping, KvmStateError, MemoryError, MemoryRegionState,
-    MemorySource, MicrovmState, RestoreMode, APP_VERSION_3, APP_VERSION_4,
-    CURRENT_APP_VERSION, PAGE_SIZE,
+    MemorySource, MicrovmState, RestoreMode, APP_VERSION_3, APP_VERSION_4, CURRENT_APP_VERSION,
+    PAGE_SIZE,
 };
 use memory_support::{clean_bitmap, dirty_pages, flip_byte, patterned, set_len, Rng};
 use versionize::Versionize;
@@ -33,12 +33,19 @@ fn assert_same(restored: &[GuestMemoryMapping], memory: &[GuestMemoryMapping]) {
     assert_eq!(restored.len(), memory.len());
     for (r, m) in restored.iter().zip(memory) {
         assert_eq!(r.guest_phys_addr(), m.guest_phys_addr());
-        assert!(r.as_slice() == m.as_slice(), "region at {:#x}", m.guest_phys_addr());
+        assert!(
+            r.as_slice() == m.as_slice(),
+            "region at {:#x}",
+            m.guest_phys_addr()
+        );
     }
 }
 
 fn two_regions() -> Vec<GuestMemoryMapping> {
-    vec![patterned(0, 4 * MIB, 3, 1), patterned(4 << 30, 2 * MIB, 5, 2)]
+    vec![
+        patterned(0, 4 * MIB, 3, 1),
+        patterned(4 << 30, 2 * MIB, 5, 2),
+    ]
 }
 
 #[test]
@@ -58,10 +65,7 @@ fn test_save_with_memory_records_each_region_and_restores_lazy_and_eager() {
         .iter()
         .map(|r| (r.guest_phys_addr, r.size, r.file_offset))
         .collect();
-    assert_eq!(
-        recorded,
-        [(0, 4 * MIB, 0), (4 << 30, 2 * MIB, 4 * MIB)]
-    );
+    assert_eq!(recorded, [(0, 4 * MIB, 0), (4 << 30, 2 * MIB, 4 * MIB)]);
     assert!(written.memory.iter().all(|r| !r.has_contents()));
     let mem_path = MicrovmState::memory_file_path(&path);
     assert_eq!(mem_path, dir.path().join("vm.snap.mem"));
@@ -70,8 +74,7 @@ fn test_save_with_memory_records_each_region_and_restores_lazy_and_eager() {
     assert!(std::fs::metadata(&path).unwrap().len() < 64 * 1024);
 
     for mode in [RestoreMode::Lazy, RestoreMode::Eager] {
-        let (loaded, app_version, restored) =
-            MicrovmState::load_with_memory(&path, mode).unwrap();
+        let (loaded, app_version, restored) = MicrovmState::load_with_memory(&path, mode).unwrap();
         assert_eq!(app_version, APP_VERSION_4);
         assert_eq!(loaded, written);
         assert_eq!(restored[0].is_file_backed(), mode == RestoreMode::Lazy);
@@ -167,7 +170,9 @@ fn test_state_with_memory_outside_is_never_written_for_app_version_3() {
         assert!(format!("{err:?}").contains("source: Semantic("), "{err:?}");
     }
     // An inline state is written for every app version, as before.
-    state(1).save_to_file(dir.path().join("inline.snap"), 1).unwrap();
+    state(1)
+        .save_to_file(dir.path().join("inline.snap"), 1)
+        .unwrap();
 }
 
 #[test]
@@ -176,7 +181,10 @@ fn test_old_snapshot_with_memory_inside_loads_with_memory() {
     let path = dir.path().join("old.snap");
     let memory = patterned(0, 2 * MIB, 2, 9);
     let mut old = state(3);
-    old.memory = vec![MemoryRegionState::with_contents(0, memory.as_slice().to_vec())];
+    old.memory = vec![MemoryRegionState::with_contents(
+        0,
+        memory.as_slice().to_vec(),
+    )];
     old.save_to_file(&path, APP_VERSION_3).unwrap();
     let (loaded, app_version, restored) =
         MicrovmState::load_with_memory(&path, RestoreMode::Lazy).unwrap();
@@ -216,22 +224,22 @@ fn test_load_with_memory_detects_a_damaged_memory_file() {
     // A changed byte: eager restore checks every region's CRC-64.
     flip_byte(&mem_path, 5 * MIB + 17);
     assert!(matches!(
-        MicrovmState::load_with_memory(&path, RestoreMode::Eager),
-        Err(KvmStateError::Memory(MemoryError::Checksum { guest_phys_addr, .. })) if guest_phys_addr == 4 << 30
+            memory_error(MicrovmState::load_with_memory(&path, RestoreMode::Eager)),
+            MemoryError::Checksum { guest_phys_addr, .. } if guest_phys_addr == 4 << 30
     ));
     // A truncated file: both modes check the length before mapping.
     set_len(&mem_path, 6 * MIB - PAGE_SIZE);
     for mode in [RestoreMode::Lazy, RestoreMode::Eager] {
         assert!(matches!(
-            MicrovmState::load_with_memory(&path, mode),
-            Err(KvmStateError::Memory(MemoryError::Length { expected, .. })) if expected == 6 * MIB
+            memory_error(MicrovmState::load_with_memory(&path, mode)),
+            MemoryError::Length { expected, .. } if expected == 6 * MIB
         ));
     }
     // A missing file.
     std::fs::remove_file(&mem_path).unwrap();
     assert!(matches!(
-        MicrovmState::load_with_memory(&path, RestoreMode::Lazy),
-        Err(KvmStateError::Memory(MemoryError::Io { op: "open", .. }))
+        memory_error(MicrovmState::load_with_memory(&path, RestoreMode::Lazy)),
+        MemoryError::Io { op: "open", .. }
     ));
 }
 
@@ -249,17 +257,26 @@ fn test_check_state_refuses_regions_the_memory_file_does_not_describe() {
     moved.memory[1].guest_phys_addr = 8 << 30;
     assert!(matches!(
         check_state(&moved),
-        Err(KvmStateError::MemoryRegion { reason: "the memory file describes another region", .. })
+        Err(KvmStateError::MemoryRegion {
+            reason: "the memory file describes another region",
+            ..
+        })
     ));
     let mut both = written.clone();
     both.memory[0].contents = vec![0; (4 * MIB) as usize];
     assert!(matches!(
         check_state(&both),
-        Err(KvmStateError::MemoryRegion { reason: "has contents but is in a memory file", .. })
+        Err(KvmStateError::MemoryRegion {
+            reason: "has contents but is in a memory file",
+            ..
+        })
     ));
     let mut fewer = written.clone();
     fewer.memory.pop();
-    assert!(matches!(check_state(&fewer), Err(KvmStateError::BadLength { .. })));
+    assert!(matches!(
+        check_state(&fewer),
+        Err(KvmStateError::BadLength { .. })
+    ));
     // load_with_memory runs the same check on what it reads.
     moved.save_to_file(&path, CURRENT_APP_VERSION).unwrap();
     assert!(matches!(
@@ -285,19 +302,28 @@ fn test_diff_snapshots_restore_as_a_chain_and_refuse_the_wrong_one() {
     let mut dirty = clean_bitmap(&memory);
     dirty_pages(&mut memory, &mut dirty, 20, &mut rng);
     let (_, d1) = state(2)
-        .save_diff_with_memory(&d1_path, CURRENT_APP_VERSION, descriptor.layer, &[region(&memory, &dirty)])
+        .save_diff_with_memory(
+            &d1_path,
+            CURRENT_APP_VERSION,
+            descriptor.layer,
+            &[region(&memory, &dirty)],
+        )
         .unwrap();
     let after_d1 = memory.as_slice().to_vec();
     let mut dirty = clean_bitmap(&memory);
     dirty_pages(&mut memory, &mut dirty, 20, &mut rng);
     let (written, _) = state(3)
-        .save_diff_with_memory(&d2_path, CURRENT_APP_VERSION, d1.layer, &[region(&memory, &dirty)])
+        .save_diff_with_memory(
+            &d2_path,
+            CURRENT_APP_VERSION,
+            d1.layer,
+            &[region(&memory, &dirty)],
+        )
         .unwrap();
 
     for mode in [RestoreMode::Lazy, RestoreMode::Eager] {
         let (loaded, _, restored) =
-            MicrovmState::load_with_memory_chain(&base_path, &[&d1_path, &d2_path], mode)
-                .unwrap();
+            MicrovmState::load_with_memory_chain(&base_path, &[&d1_path, &d2_path], mode).unwrap();
         assert_eq!(loaded, written);
         assert_eq!(loaded.vm.clock.clock, 3);
         assert!(restored[0].as_slice() == memory.as_slice());
@@ -308,8 +334,12 @@ fn test_diff_snapshots_restore_as_a_chain_and_refuse_the_wrong_one() {
 
     // Out of order: d2 applies on d1's layer, not the base's.
     assert!(matches!(
-        MicrovmState::load_with_memory_chain(&base_path, &[&d2_path, &d1_path], RestoreMode::Lazy),
-        Err(KvmStateError::Memory(MemoryError::WrongBase { .. }))
+        memory_error(MicrovmState::load_with_memory_chain(
+            &base_path,
+            &[&d2_path, &d1_path],
+            RestoreMode::Lazy
+        )),
+        MemoryError::WrongBase { .. }
     ));
     // The wrong base: another full snapshot of the same memory.
     let other = dir.path().join("other.snap");
@@ -317,8 +347,12 @@ fn test_diff_snapshots_restore_as_a_chain_and_refuse_the_wrong_one() {
         .save_with_memory(&other, CURRENT_APP_VERSION, &[memory.region()])
         .unwrap();
     assert!(matches!(
-        MicrovmState::load_with_memory_chain(&other, &[&d1_path], RestoreMode::Lazy),
-        Err(KvmStateError::Memory(MemoryError::WrongBase { .. }))
+        memory_error(MicrovmState::load_with_memory_chain(
+            &other,
+            &[&d1_path],
+            RestoreMode::Lazy
+        )),
+        MemoryError::WrongBase { .. }
     ));
     // A diff state is not a base, and a full state is not a diff.
     assert!(matches!(
@@ -340,8 +374,8 @@ fn test_diff_snapshots_restore_as_a_chain_and_refuse_the_wrong_one() {
         MicrovmState::memory_file_path(&d1_path),
     )
     .unwrap();
-    let err =
-        MicrovmState::load_with_memory_chain(&base_path, &[&d1_path], RestoreMode::Lazy).unwrap_err();
+    let err = MicrovmState::load_with_memory_chain(&base_path, &[&d1_path], RestoreMode::Lazy)
+        .unwrap_err();
     assert!(
         matches!(&err, KvmStateError::MemorySource { reason, .. } if reason.contains("the diff beside it")),
         "{err:?}"
@@ -354,15 +388,24 @@ fn test_diff_snapshots_restore_as_a_chain_and_refuse_the_wrong_one() {
             d1.layer,
             &[region(&memory, &clean_bitmap(&memory))]
         ),
-        Err(KvmStateError::MemoryOutsideState { app_version: APP_VERSION_3 })
+        Err(KvmStateError::MemoryOutsideState {
+            app_version: APP_VERSION_3
+        })
     ));
 }
-
 
 fn region<'a>(memory: &'a GuestMemoryMapping, dirty: &'a [u64]) -> kvm_state::DiffRegion<'a> {
     kvm_state::DiffRegion {
         guest_phys_addr: 0,
         bytes: memory.as_slice(),
         dirty,
+    }
+}
+
+/// The memory error a call failed with.
+fn memory_error<T: std::fmt::Debug>(result: Result<T, KvmStateError>) -> MemoryError {
+    match result {
+        Err(KvmStateError::Memory(error)) => *error,
+        other => panic!("expected a memory error, got {other:?}"),
     }
 }

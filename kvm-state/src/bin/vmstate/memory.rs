@@ -79,15 +79,15 @@ fn verify(out: &mut dyn Write, path: &Path) -> Result<(), Failure> {
         MemorySource::Diff(layer) => {
             let info = read_memory_diff_info(&file).map_err(|e| unsound(&e))?;
             if info.layer != *layer {
-                return Err(Failure::new(format!(
-                    "the memory of {} is not sound",
-                    path.display()
-                ))
-                .cause(format!(
-                    "the state records memory layer {layer}, {} is layer {}",
-                    file.display(),
-                    info.layer
-                )));
+                return Err(
+                    Failure::new(format!("the memory of {} is not sound", path.display())).cause(
+                        format!(
+                            "the state records memory layer {layer}, {} is layer {}",
+                            file.display(),
+                            info.layer
+                        ),
+                    ),
+                );
             }
             writeln!(
                 out,
@@ -102,10 +102,14 @@ fn verify(out: &mut dyn Write, path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn merge(out: &mut dyn Write, base: &Path, diffs: &[PathBuf], output: &Path) -> Result<(), Failure> {
-    let state = MicrovmState::merge_diff_snapshots(base, diffs, output).map_err(|e| {
-        Failure::new(format!("cannot merge into {}", output.display())).because(&e)
-    })?;
+fn merge(
+    out: &mut dyn Write,
+    base: &Path,
+    diffs: &[PathBuf],
+    output: &Path,
+) -> Result<(), Failure> {
+    let state = MicrovmState::merge_diff_snapshots(base, diffs, output)
+        .map_err(|e| Failure::new(format!("cannot merge into {}", output.display())).because(&e))?;
     let MemorySource::File(descriptor) = &state.memory_source else {
         return Err(Failure::new("the merged state has no memory file"));
     };
