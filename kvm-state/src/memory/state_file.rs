@@ -224,7 +224,11 @@ impl MicrovmState {
     /// replaced atomically; `out` may be `base`): the last diff's state, with guest memory
     /// as it saved it in one memory file. The base's checksums are verified first. The merged
     /// memory takes the last diff's layer identity, so diffs taken after it apply on `out`.
-    /// Returns the state written.
+    /// Returns the state written. The memory file is replaced first and the state file
+    /// last: if `out` is `base` and the process dies between the two, the old state file
+    /// names memory the new file no longer holds, which `vmstate memory verify` and an eager
+    /// load refuse (its region checksums differ) but a lazy load does not; merge into a new
+    /// name where that matters.
     ///
     /// # Errors
     /// As [`load_with_memory_chain`](Self::load_with_memory_chain) in eager mode, and
