@@ -173,6 +173,13 @@ fn test_vmstate_memory_merge_chain_and_refusals() {
         &vmstate(&[&"memory", &"merge", &merged, &d1, &"-o", &bad]),
         "applies on top of memory layer",
     );
+    // Over the base itself: refused, the base untouched.
+    let base_bytes = std::fs::read(MicrovmState::memory_file_path(&full)).unwrap();
+    assert_refused(
+        &vmstate(&[&"memory", &"merge", &full, &d1, &"-o", &full]),
+        "merging over the base snapshot is refused",
+    );
+    assert!(std::fs::read(MicrovmState::memory_file_path(&full)).unwrap() == base_bytes);
     // A diff snapshot as the base.
     assert_refused(
         &vmstate(&[&"memory", &"merge", &d1, &d2, &"-o", &bad]),

@@ -221,17 +221,16 @@ impl MicrovmState {
     /// Collapses a diff snapshot into a full one: the full snapshot `base` and the diff
     /// snapshots `diffs` on top of it (as [`load_with_memory_chain`](Self::load_with_memory_chain)
     /// takes them) become the snapshot `out` (state file and memory file beside it, each
-    /// replaced atomically; `out` may be `base`): the last diff's state, with guest memory
+    /// replaced atomically): the last diff's state, with guest memory
     /// as it saved it in one memory file. The base's checksums are verified first. The merged
     /// memory takes the last diff's layer identity, so diffs taken after it apply on `out`.
-    /// Returns the state written. The memory file is replaced first and the state file
-    /// last: if `out` is `base` and the process dies between the two, the old state file
-    /// names memory the new file no longer holds, which `vmstate memory verify` and an eager
-    /// load refuse (its region checksums differ) but a lazy load does not; merge into a new
-    /// name where that matters.
+    /// Returns the state written. `out` must not be `base`: the memory file is replaced
+    /// before the state file, and a base state left beside a merged memory file by a crash
+    /// between the two would load lazily on the wrong memory.
     ///
     /// # Errors
-    /// As [`load_with_memory_chain`](Self::load_with_memory_chain) in eager mode, and
+    /// [`KvmStateError::MemorySource`] when `out` is `base`; as
+    /// [`load_with_memory_chain`](Self::load_with_memory_chain) in eager mode, and
     /// [`KvmStateError::Memory`], [`KvmStateError::Snapshot`] when writing fails.
     pub fn merge_diff_snapshots<P: AsRef<Path>>(
         base: impl AsRef<Path>,
@@ -239,6 +238,12 @@ impl MicrovmState {
         out: impl AsRef<Path>,
     ) -> Result<MicrovmState> {
         let (base, out) = (base.as_ref(), out.as_ref());
+        if same_file(base, out) {
+            return Err(source_error(
+                out,
+                "merging over the base snapshot is refused: merge into a new name",
+            ));
+        }
         let chain = Chain::load(base, diffs)?;
         let descriptor = merge_memory_chain(
             Self::memory_file_path(base),
@@ -349,6 +354,14 @@ impl Chain {
             chain.app_version = app_version;
         }
         Ok(chain)
+    }
+}
+
+/// Whether `a` and `b` name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }
 
