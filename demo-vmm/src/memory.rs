@@ -136,3 +136,28 @@ pub(crate) fn write(memory: &Memory, offset: u64, data: &[u8]) -> Result<()> {
             len: data.len(),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_guest_ram_records_the_pages_the_vmm_writes() {
+        let ram = GuestRam::anonymous(1 << 20).unwrap();
+        assert!(ram.take_vmm_dirty_bitmap().iter().all(|&word| word == 0));
+        ram.write(5 * 4096 + 10, &[1, 2, 3]).unwrap();
+        ram.write(70 * 4096, &[4]).unwrap();
+        let dirty = ram.take_vmm_dirty_bitmap();
+        assert_eq!(dirty.len(), 256 / 64);
+        assert_eq!(dirty[0], 1 << 5);
+        assert_eq!(dirty[1], 1 << (70 - 64));
+        // The record starts again after each read.
+        assert!(ram.take_vmm_dirty_bitmap().iter().all(|&word| word == 0));
+        // The view and the mapping are the same pages.
+        assert_eq!(
+            &ram.region().bytes[5 * 4096 + 10..5 * 4096 + 13],
+            &[1, 2, 3]
+        );
+        assert!(ram.write(1 << 20, &[0]).is_err());
+    }
+}

@@ -265,3 +265,26 @@ impl DemoVm {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_check_memory_size_refuses_sizes_the_guest_cannot_map() {
+        for size in [2 << 20, 256 << 20, MAX_MEM_SIZE] {
+            check_memory_size(size).unwrap();
+        }
+        for size in [0, 1 << 20, 3 << 20, MAX_MEM_SIZE + (2 << 20)] {
+            assert!(matches!(
+                check_memory_size(size),
+                Err(DemoVmError::MemorySize { size: s }) if s == size
+            ));
+        }
+        // Refused before /dev/kvm is opened.
+        assert!(matches!(
+            DemoVm::with_memory_size(5 << 20),
+            Err(DemoVmError::MemorySize { .. })
+        ));
+    }
+}
