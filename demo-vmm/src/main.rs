@@ -22,7 +22,7 @@ mod cli {
 
     use clap::{Args, Parser, Subcommand};
     use demo_vmm::{mid_run, DemoVm, DemoVmError, RunOutput, StopWhen};
-    use kvm_state::{KvmStateError, MicrovmState, RestoreMode, CURRENT_APP_VERSION};
+    use kvm_state::{KvmStateError, MemoryError, MicrovmState, RestoreMode, CURRENT_APP_VERSION};
 
     /// The demo VMM: an SMP guest with a UART and a virtio device on /dev/kvm, snapshotted to a
     /// file and resumed in a fresh VM.
@@ -181,12 +181,21 @@ mod cli {
                 RestoreMode::Lazy
             };
             let mut vm = DemoVm::restore_from_files(path, mode).map_err(|e| {
-                Failure::Refused(format!(
-                    "{}: {}: {}",
-                    path.display(),
-                    demo_name(&e),
-                    chain(&e)
-                ))
+                let line = format!("{}: {}: {}", path.display(), demo_name(&e), chain(&e));
+                match e {
+                    // No VM, or a memory file that cannot be read at all: not a refusal.
+                    DemoVmError::OpenKvm(_)
+                    | DemoVmError::Ioctl { .. }
+                    | DemoVmError::GuestMemory { .. }
+                    | DemoVmError::Thread { .. }
+                    | DemoVmError::EventFd(_) => Failure::Other(line),
+                    DemoVmError::State(KvmStateError::Memory(memory))
+                        if matches!(*memory, MemoryError::Io { .. }) =>
+                    {
+                        Failure::Other(line)
+                    }
+                    _ => Failure::Refused(line),
+                }
             })?;
             let output = vm
                 .run(StopWhen::Done)
@@ -290,6 +299,7 @@ mod cli {
         match error {
             KvmStateError::Vcpu { source, .. } => name(source),
             KvmStateError::Snapshot { source, .. } => variant_name(source),
+            KvmStateError::Memory(source) => variant_name(source),
             other => variant_name(other),
         }
     }

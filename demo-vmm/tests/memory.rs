@@ -240,12 +240,17 @@ fn test_memory_chunk_store_256mib_restores_and_stores_chunks_once() {
     );
 }
 
-/// Runs the `demo-vmm` binary; returns its stdout, checking it succeeded.
-fn demo_vmm(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_demo-vmm"))
+/// Runs the `demo-vmm` binary.
+fn demo_vmm_status(args: &[&dyn AsRef<std::ffi::OsStr>]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_demo-vmm"))
         .args(args.iter().map(|a| a.as_ref()))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs the `demo-vmm` binary; returns its stdout, checking it succeeded.
+fn demo_vmm(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    let output = demo_vmm_status(args);
     assert!(
         output.status.success(),
         "{:?}: {}",
@@ -284,6 +289,23 @@ fn test_memory_cli_256mib_run_save_restore_in_two_processes() {
             "{mode:?}"
         );
     }
+    // A changed byte: refused by --eager (exit 2, naming the error), a missing memory file
+    // is a file that cannot be opened (exit 1).
+    let mem_path = MicrovmState::memory_file_path(&path);
+    let mut bytes = std::fs::read(&mem_path).unwrap();
+    bytes[touch_addr(7) as usize] ^= 1;
+    std::fs::write(&mem_path, &bytes).unwrap();
+    drop(bytes);
+    let refused = demo_vmm_status(&[&"restore", &path, &"--eager"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("refused") && stderr.contains(": Checksum: "),
+        "{stderr}"
+    );
+    std::fs::remove_file(&mem_path).unwrap();
+    let missing = demo_vmm_status(&[&"restore", &path]);
+    assert_eq!(missing.status.code(), Some(1));
     // The 2 MiB default is unchanged: no memory file unless asked for.
     let small = dir.path().join("small.snap");
     demo_vmm(&[&"run", &"--save", &small]);
