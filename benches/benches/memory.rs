@@ -6,6 +6,12 @@
 //! - `plain_write` / `full_save`: a plain sequential write + fsync of N MiB to a new file,
 //!   against `save_memory_file` of N MiB of guest memory (CRC-64, temporary file, fsync,
 //!   rename) in the same directory (`MEMORY_BENCH_DIR`, default the system temp dir);
+//! - `restore_vm_16mib` / `restore_vm`: a snapshot (state file and memory file beside it, of
+//!   the demo guest stopped mid-run) to a VM ready to run, with
+//!   `demo_vmm::DemoVm::restore_from_files` in lazy mode: the state loaded and checked, the
+//!   memory file mapped `MAP_PRIVATE`, a KVM VM with 3 vCPUs created, its memory slot set and
+//!   every vCPU, irqchip and device restored (needs `/dev/kvm`; skipped with a notice
+//!   without it);
 //! - `restore_lazy_16mib` / `restore_lazy` / `restore_eager`: a memory file back to guest
 //!   memory ready for `set_user_memory_region`, lazily for 16 MiB and N MiB, eagerly for N;
 //! - `touch_after_lazy` / `touch_after_eager`: restore, then read one byte of every page,
@@ -143,6 +149,9 @@ fn bench_memory(c: &mut Criterion) {
         b.iter(|| save_memory_file(black_box(&full_path), &regions).expect("save"));
     });
 
+    // Restore of a whole VM, 16 MiB against N MiB.
+    bench_restore_vm(&mut group, &dir, size);
+
     // Restore: lazy (constant in the size) and eager, and touching every page afterwards.
     let descriptor = save_memory_file(&full_path, &regions).expect("save");
     let small = guest(16 * MIB, 2);
@@ -236,6 +245,37 @@ fn bench_memory(c: &mut Criterion) {
         b.iter(|| store.save("second", &regions).expect("second"))
     });
     group.finish();
+}
+
+/// `restore_vm_16mib` and `restore_vm`: snapshots of the demo guest, mid-run, with 16 MiB
+/// and `size` bytes of memory, each restored into a VM ready to run.
+fn bench_restore_vm(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    dir: &BenchDir,
+    size: u64,
+) {
+    if !Path::new("/dev/kvm").exists() {
+        println!("memory: /dev/kvm is missing: skipping restore_vm_16mib and restore_vm");
+        return;
+    }
+    let snapshot = |mem: u64, name: &str| {
+        let path = dir.join(name);
+        let mut vm = demo_vmm::DemoVm::with_memory_size(mem).expect("demo vm");
+        vm.load_guest().expect("guest");
+        vm.run(demo_vmm::StopWhen::Condition(demo_vmm::mid_run))
+            .expect("run");
+        vm.save_with_memory(&path, kvm_state::CURRENT_APP_VERSION)
+            .expect("save");
+        path
+    };
+    let small = snapshot(16 * MIB, "vm-16mib.snap");
+    let large = snapshot(size, "vm.snap");
+    group.bench_function("restore_vm_16mib", |b| {
+        b.iter(|| demo_vmm::DemoVm::restore_from_files(&small, RestoreMode::Lazy).expect("restore"))
+    });
+    group.bench_function("restore_vm", |b| {
+        b.iter(|| demo_vmm::DemoVm::restore_from_files(&large, RestoreMode::Lazy).expect("restore"))
+    });
 }
 
 fn config() -> Criterion {

@@ -35,6 +35,10 @@
 .equ AP1_WAITING, 0x10084
 .equ VIRTIO_DONE, 0x10088
 .equ AP1_XMM_OUT, 0x10090
+# Guest memory above 2 MiB: how many pages the BSP touches (0 with 2 MiB of memory), one
+# every 64 KiB from 2 MiB on, at a cache line that moves with the page.
+.equ MEM_TOUCHES, 0x100c0
+.equ TOUCH_BASE, 0x200000
 
 # The virtio-mmio device and the BSP driver's queue (8 descriptors, 4 requests).
 .equ VIRTIO, 0xd0000000
@@ -124,6 +128,24 @@ bsp_ticked10:
     sti
     mov eax, 5
     out REPORT_PORT, eax
+    # Memory above 2 MiB, before the snapshot point: write a value derived from its address
+    # into each touched page, then report how many (nothing at all with 2 MiB of memory).
+    mov ecx, [MEM_TOUCHES]
+    test ecx, ecx
+    jz bsp_touched
+    xor esi, esi
+    movabs r8, 0x9e3779b97f4a7c15
+bsp_touch1:
+    call touch_addr
+    mov rax, rdi
+    imul rax, r8
+    mov [rdi], rax
+    inc esi
+    cmp esi, ecx
+    jb bsp_touch1
+    mov eax, ecx
+    out REPORT_PORT, eax
+bsp_touched:
     # Wait until AP1 spins after its second result and AP2 waits for its IPI: from here until
     # the virtio requests are complete, AP1 is running and AP2 is halted.
 bsp_wait_mid:
@@ -207,6 +229,27 @@ bsp_vq_done:
     out REPORT_PORT, eax
     mov eax, [VQ_RESP + 12]
     out REPORT_PORT, eax
+    # Memory above 2 MiB, after the snapshot point: fold every touched page's value into a
+    # checksum, writing the running checksum back into the page; report the checksum.
+    mov ecx, [MEM_TOUCHES]
+    test ecx, ecx
+    jz bsp_checked
+    xor esi, esi
+    xor r9d, r9d
+bsp_touch2:
+    call touch_addr
+    rol r9, 5
+    xor r9, [rdi]
+    mov [rdi], r9
+    inc esi
+    cmp esi, ecx
+    jb bsp_touch2
+    mov eax, r9d
+    out REPORT_PORT, eax
+    mov rax, r9
+    shr rax, 32
+    out REPORT_PORT, eax
+bsp_checked:
     mov eax, [r12 + 0x060]              # InterruptStatus
     mov [r12 + 0x064], eax              # InterruptACK
     mov dword ptr [VIRTIO_DONE], 1      # lets AP1 go on
@@ -387,6 +430,18 @@ ap2_park:
     cli
     hlt
     jmp ap2_park
+
+# -------------------------------------------------------------------------------------------
+# rdi = the address of touch esi: TOUCH_BASE + esi * 64 KiB + (esi % 64) * 64. Clobbers eax.
+touch_addr:
+    mov edi, esi
+    shl rdi, 16
+    mov eax, esi
+    and eax, 63
+    shl eax, 6
+    add rdi, rax
+    add rdi, TOUCH_BASE
+    ret
 
 # -------------------------------------------------------------------------------------------
 # Interrupt handlers: each vCPU's timer has its own vector and counter.

@@ -42,11 +42,25 @@ pub enum DemoVmError {
     #[error("cannot map {size} bytes of guest memory")]
     GuestMemory {
         /// Size of the mapping asked for.
-        size: usize,
-        /// Why `vm-memory` could not map it.
+        size: u64,
+        /// Why it could not be mapped.
         #[source]
-        source: vm_memory::mmap::FromRangesError,
+        source: Box<kvm_state::MemoryError>,
     },
+    /// A guest memory size the demo guest cannot use.
+    #[error("guest memory of {size} bytes: the demo guest needs a multiple of 2 MiB from 2 MiB to 1 GiB")]
+    MemorySize {
+        /// The size asked for, in bytes.
+        size: u64,
+    },
+    /// A state whose guest memory is in a memory file or a diff, given to a restore that
+    /// takes memory from the state.
+    #[error("the state's guest memory is in a memory file: restore it with DemoVm::restore_from_files or restore_from_chain")]
+    MemoryOutsideState,
+    /// Saving, reading or combining guest memory files failed (boxed, as in
+    /// [`kvm_state::KvmStateError::Memory`]).
+    #[error(transparent)]
+    MemoryFile(Box<kvm_state::MemoryError>),
     /// A guest memory access fell outside the guest memory.
     #[error("guest memory access of {len} bytes at {offset:#x} is out of bounds")]
     GuestMemoryBounds {
@@ -98,4 +112,10 @@ pub enum DemoVmError {
         /// Capacity of the UART's FIFO.
         capacity: usize,
     },
+}
+
+impl From<kvm_state::MemoryError> for DemoVmError {
+    fn from(error: kvm_state::MemoryError) -> Self {
+        DemoVmError::MemoryFile(Box::new(error))
+    }
 }

@@ -22,6 +22,11 @@
 //!   BSP's IPI (vector 0x40), reports the mailbox and a register it kept across the halt, and
 //!   parks.
 //!
+//! With more than 2 MiB of memory the BSP also touches one page every [`TOUCH_STRIDE`] above
+//! 2 MiB after its tenth tick (before the snapshot point) and again after the virtio
+//! responses (after it), reporting a count and a checksum (see [`expected_output_for`]);
+//! with 2 MiB it skips both and reports exactly what it always did.
+//!
 //! So for most of the run AP2 is halted waiting for an IPI while AP1 is running; in
 //! particular when the BSP reports [`VIRTIO_SUBMITTED`] (see [`mid_run`]), AP1 is spinning, AP2
 //! is halted and the virtio requests are in flight. Each vCPU's sequence of reports is the same
@@ -34,8 +39,18 @@ use crate::virtio::{VIRTIO_DEVICE_ID, VIRTIO_MMIO_BASE};
 
 /// Number of vCPUs the guest needs: the BSP, AP1 and AP2.
 pub const VCPU_COUNT: usize = 3;
-/// Size of guest memory: 2 MiB at guest physical address 0.
+/// Size of guest memory by default: 2 MiB at guest physical address 0. A VM can have more
+/// (see [`crate::DemoVm::with_memory_size`]), up to [`MAX_MEM_SIZE`] in steps of 2 MiB.
 pub const MEM_SIZE: usize = 2 << 20;
+/// The most guest memory the demo guest maps: 1 GiB (one page directory of 2 MiB pages).
+pub const MAX_MEM_SIZE: u64 = 1 << 30;
+/// Guest memory above 2 MiB that the BSP touches: one page every this many bytes (see
+/// [`expected_output_for`]).
+pub const TOUCH_STRIDE: u64 = 64 << 10;
+/// Where the touched pages start: the first byte above the low 2 MiB.
+const TOUCH_BASE: u64 = 2 << 20;
+/// Where the host tells the guest how many pages to touch (a `u32`).
+const MEM_TOUCHES: u64 = 0x1_00c0;
 /// Port the guest reports 32-bit values to.
 pub const REPORT_PORT: u16 = 0x10;
 /// Port the exception stubs report `0xdead0000 | vector` to.
@@ -128,15 +143,30 @@ pub(crate) fn entry(index: usize) -> (u64, u64) {
     (CODE + offset, STACK_TOP + index as u64 * 0x1000)
 }
 
-/// What the host writes into guest memory before the first run, as (address, bytes).
-pub(crate) fn memory_image() -> Vec<(u64, Vec<u8>)> {
+/// How many pages the BSP touches in `mem_size` bytes of guest memory: one every
+/// [`TOUCH_STRIDE`] above the low 2 MiB.
+pub fn memory_touches(mem_size: u64) -> u32 {
+    u32::try_from(mem_size.saturating_sub(TOUCH_BASE) / TOUCH_STRIDE).unwrap_or(u32::MAX)
+}
+
+/// The guest physical address of touch `i` (as `touch_addr` in `guest.S` computes it).
+pub fn touch_addr(i: u32) -> u64 {
+    TOUCH_BASE + u64::from(i) * TOUCH_STRIDE + u64::from(i % 64) * 64
+}
+
+/// What the host writes into guest memory of `mem_size` bytes before the first run, as
+/// (address, bytes).
+pub(crate) fn memory_image(mem_size: u64) -> Vec<(u64, Vec<u8>)> {
     let mut image: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut u64_at = |addr: u64, value: u64| image.push((addr, value.to_le_bytes().to_vec()));
     // Page tables: identity map the low 2 MiB and the 2 MiB page holding the LAPIC.
     u64_at(PML4, PDPT | 0x3); // present, writable
     u64_at(PDPT, PD_LOW | 0x3); // 0..1 GiB
     u64_at(PDPT + 3 * 8, PD_APIC | 0x3); // 3..4 GiB
-    u64_at(PD_LOW, 0x83); // 2 MiB page at 0: present, writable, large
+                                         // One 2 MiB page (present, writable, large) per 2 MiB of guest memory, at least one.
+    for page in 0..(mem_size >> 21).clamp(1, 512) {
+        u64_at(PD_LOW + page * 8, (page << 21) | 0x83);
+    }
     let apic_index = (LAPIC_BASE - 0xc000_0000) >> 21;
     u64_at(PD_APIC + apic_index * 8, LAPIC_BASE | 0x9b); // + uncached
     let virtio_index = (VIRTIO_MMIO_BASE - 0xc000_0000) >> 21;
@@ -173,6 +203,7 @@ pub(crate) fn memory_image() -> Vec<(u64, Vec<u8>)> {
     image.push((UART_DATA, vec![0; 8]));
     image.push((FLAGS, vec![0; FLAGS_LEN]));
     image.push((VIRTQUEUE, vec![0; VIRTQUEUE_LEN]));
+    image.push((MEM_TOUCHES, memory_touches(mem_size).to_le_bytes().to_vec()));
     for (addr, words) in [
         (XMM0_DATA, XMM0_VALUE),
         (XMM9_DATA, XMM9_VALUE),
@@ -206,17 +237,40 @@ fn idt_gate(handler: u64) -> [u8; 16] {
 }
 
 /// The values each vCPU reports to [`REPORT_PORT`] in an uninterrupted run, in order; index
-/// 0 is the BSP.
+/// 0 is the BSP. With the default [`MEM_SIZE`].
 pub fn expected_output() -> Vec<Vec<u32>> {
+    expected_output_for(MEM_SIZE as u64)
+}
+
+/// [`expected_output`] for a guest with `mem_size` bytes of memory: above 2 MiB the BSP
+/// also touches one page every [`TOUCH_STRIDE`] before the snapshot point (writing
+/// `address * 0x9e3779b97f4a7c15` into each, then reporting how many) and again after it
+/// (folding each page's value into a checksum `rotate_left(sum, 5) ^ value` and writing the
+/// running checksum back, then reporting the checksum's low and high words). A page whose
+/// bytes a restore got wrong changes the checksum.
+pub fn expected_output_for(mem_size: u64) -> Vec<Vec<u32>> {
+    let touches = memory_touches(mem_size);
     let mut bsp = vec![START_MARKER, 1, 2, 3];
     bsp.extend_from_slice(&XMM0_VALUE);
     bsp.extend_from_slice(&XMM9_VALUE);
     bsp.push(KERNEL_GS_BASE_VALUE as u32);
     bsp.push((KERNEL_GS_BASE_VALUE >> 32) as u32);
     bsp.push(5);
+    if touches > 0 {
+        bsp.push(touches);
+    }
     // The virtio driver: device id, status with FEATURES_OK, submitted, the responses.
     bsp.extend_from_slice(&[VIRTIO_DEVICE_ID, 0xb, VIRTIO_SUBMITTED]);
     bsp.extend(expected_virtio_output().iter().map(|p| p.swap_bytes()));
+    if touches > 0 {
+        let mut sum = 0u64;
+        for i in 0..touches {
+            let value = touch_addr(i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            sum = sum.rotate_left(5) ^ value;
+        }
+        bsp.push(sum as u32);
+        bsp.push((sum >> 32) as u32);
+    }
     bsp.extend_from_slice(&[6, 7]);
     bsp.push(u32::from(SCRATCH_VALUE));
     let n = SERIAL_INPUT.len().min(8);
@@ -272,7 +326,7 @@ mod tests {
 
     #[test]
     fn test_memory_image_fits_and_does_not_overlap() {
-        let mut ranges: Vec<(u64, u64)> = memory_image()
+        let mut ranges: Vec<(u64, u64)> = memory_image(MEM_SIZE as u64)
             .iter()
             .map(|(a, b)| (*a, *a + b.len() as u64))
             .collect();

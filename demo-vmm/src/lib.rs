@@ -22,6 +22,14 @@
 //! memory, [`kvm_state::CheckedRestore::restore_vm`], each vCPU with
 //! [`kvm_state::CheckedRestore::restore_vcpu`] on a thread of its own, and the devices.
 //!
+//! Guest memory at real sizes: [`DemoVm::with_memory_size`] gives the guest up to 1 GiB,
+//! across which it touches a page every 64 KiB before and after the snapshot point
+//! ([`expected_output_for`]); [`DemoVm::save_with_memory`] keeps memory in a file beside the
+//! state file, which [`DemoVm::restore_from_files`] maps back lazily (or reads eagerly);
+//! [`DemoVm::save_diff`] and [`DemoVm::restore_from_chain`] do the same for diffs from the
+//! dirty log, and [`DemoVm::save_to_chunk_store`] / [`DemoVm::restore_from_chunk_store`]
+//! for a shared chunk store.
+//!
 //! The `demo-vmm` binary wraps this in a stable command line (`docs/DEMO-VMM.md`).
 //!
 //! ```
@@ -59,13 +67,15 @@ mod error;
 pub mod guest;
 mod guest_code;
 mod memory;
+mod memory_files;
 mod run;
 pub mod virtio;
 mod vm;
 
 pub use error::{DemoVmError, Result};
 pub use guest::{
-    expected_output, expected_virtio_output, mid_run, DONE_MARKER, MEM_SIZE, VCPU_COUNT,
+    expected_output, expected_output_for, expected_virtio_output, mid_run, DONE_MARKER,
+    MAX_MEM_SIZE, MEM_SIZE, VCPU_COUNT,
 };
 pub use run::{RunOutput, StopWhen, VIRTIO_REQUEST_INTERVAL};
 pub use vm::{DemoVm, DEFAULT_TIMEOUT, SERIAL_FIFO_SIZE};

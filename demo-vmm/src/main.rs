@@ -22,7 +22,7 @@ mod cli {
 
     use clap::{Args, Parser, Subcommand};
     use demo_vmm::{mid_run, DemoVm, DemoVmError, RunOutput, StopWhen};
-    use kvm_state::{KvmStateError, MicrovmState, CURRENT_APP_VERSION};
+    use kvm_state::{KvmStateError, MemoryError, MicrovmState, RestoreMode, CURRENT_APP_VERSION};
 
     /// The demo VMM: an SMP guest with a UART and a virtio device on /dev/kvm, snapshotted to a
     /// file and resumed in a fresh VM.
@@ -43,9 +43,17 @@ mod cli {
         Restore {
             /// The snapshot file.
             file: PathBuf,
+            /// Read a memory file beside the snapshot into memory, checking its CRC-64s,
+            /// instead of mapping it copy-on-write (lazily).
+            #[arg(long)]
+            eager: bool,
         },
         /// Run the guest from power-on to the end without a snapshot and print its output.
-        Expected,
+        Expected {
+            /// Guest memory in MiB (a multiple of 2, at most 1024).
+            #[arg(long, value_name = "MIB", default_value_t = 2)]
+            memory_mib: u64,
+        },
         /// Print the app versions this build reads and writes.
         Versions,
     }
@@ -65,6 +73,14 @@ mod cli {
         /// The app version to write the snapshot at (default: this build's current one).
         #[arg(long, value_name = "V", default_value_t = CURRENT_APP_VERSION, requires = "save")]
         app_version: u16,
+        /// Guest memory in MiB (a multiple of 2, at most 1024); above 2 the guest touches a
+        /// page every 64 KiB across it and reports a checksum.
+        #[arg(long, value_name = "MIB", default_value_t = 2)]
+        memory_mib: u64,
+        /// Save guest memory to FILE.mem beside the snapshot instead of inside it (always so
+        /// above 2 MiB).
+        #[arg(long, requires = "save")]
+        memory_file: bool,
     }
 
     /// Why a command failed, and so its exit code.
@@ -90,8 +106,8 @@ mod cli {
         };
         let result = match cli.command {
             Command::Run(args) => run(&args),
-            Command::Restore { file } => restore(&file),
-            Command::Expected => expected(),
+            Command::Restore { file, eager } => restore(&file, eager),
+            Command::Expected { memory_mib } => expected(memory_mib),
             Command::Versions => {
                 versions();
                 Ok(())
@@ -123,7 +139,7 @@ mod cli {
             (None, Some(ms)) => StopWhen::After(Duration::from_millis(ms)),
             (None, None) => StopWhen::Condition(mid_run),
         };
-        let mut vm = DemoVm::new().map_err(other("cannot create the vm"))?;
+        let mut vm = new_vm(args.memory_mib)?;
         vm.load_guest().map_err(other("cannot load the guest"))?;
         let output = vm.run(stop_when).map_err(other("the guest failed"))?;
         print_output(&output)?;
@@ -134,6 +150,12 @@ mod cli {
                     path.display()
                 )));
             }
+            if args.memory_file || args.memory_mib != 2 {
+                vm.save_with_memory(path, args.app_version).map_err(|e| {
+                    Failure::Other(format!("cannot save {}: {}", path.display(), chain(&e)))
+                })?;
+                return Ok(());
+            }
             let state = vm.save_microvm().map_err(other("cannot save the vm"))?;
             state.save_to_file(path, args.app_version).map_err(|e| {
                 Failure::Other(format!("cannot save {}: {}", path.display(), chain(&e)))
@@ -143,7 +165,7 @@ mod cli {
     }
 
     /// `demo-vmm restore FILE`.
-    fn restore(path: &Path) -> Result<(), Failure> {
+    fn restore(path: &Path, eager: bool) -> Result<(), Failure> {
         let (state, _app_version) = MicrovmState::load_file(path).map_err(|e| {
             if is_unreadable(&e) {
                 Failure::Other(chain(&e))
@@ -151,6 +173,35 @@ mod cli {
                 Failure::Refused(format!("{}: {}: {}", path.display(), name(&e), chain(&e)))
             }
         })?;
+        if state.memory_source.is_outside() {
+            // Guest memory is the memory file beside the snapshot, mapped or read.
+            let mode = if eager {
+                RestoreMode::Eager
+            } else {
+                RestoreMode::Lazy
+            };
+            let mut vm = DemoVm::restore_from_files(path, mode).map_err(|e| {
+                let line = format!("{}: {}: {}", path.display(), demo_name(&e), chain(&e));
+                match e {
+                    // No VM, or a memory file that cannot be read at all: not a refusal.
+                    DemoVmError::OpenKvm(_)
+                    | DemoVmError::Ioctl { .. }
+                    | DemoVmError::GuestMemory { .. }
+                    | DemoVmError::Thread { .. }
+                    | DemoVmError::EventFd(_) => Failure::Other(line),
+                    DemoVmError::State(KvmStateError::Memory(memory))
+                        if matches!(*memory, MemoryError::Io { .. }) =>
+                    {
+                        Failure::Other(line)
+                    }
+                    _ => Failure::Refused(line),
+                }
+            })?;
+            let output = vm
+                .run(StopWhen::Done)
+                .map_err(other("the restored guest failed"))?;
+            return print_output(&output);
+        }
         let mut vm = DemoVm::new().map_err(other("cannot create the vm"))?;
         vm.restore_microvm(&state).map_err(|e| {
             let line = format!("{}: {}: {}", path.display(), demo_name(&e), chain(&e));
@@ -166,11 +217,17 @@ mod cli {
     }
 
     /// `demo-vmm expected`.
-    fn expected() -> Result<(), Failure> {
-        let mut vm = DemoVm::new().map_err(other("cannot create the vm"))?;
+    fn expected(memory_mib: u64) -> Result<(), Failure> {
+        let mut vm = new_vm(memory_mib)?;
         vm.load_guest().map_err(other("cannot load the guest"))?;
         let output = vm.run(StopWhen::Done).map_err(other("the guest failed"))?;
         print_output(&output)
+    }
+
+    /// A VM with `memory_mib` MiB of guest memory.
+    fn new_vm(memory_mib: u64) -> Result<DemoVm, Failure> {
+        let size = memory_mib.saturating_mul(1 << 20);
+        DemoVm::with_memory_size(size).map_err(other("cannot create the vm"))
     }
 
     /// `demo-vmm versions`: the app versions of `kvm_state::version_map()`, which this build
@@ -242,6 +299,7 @@ mod cli {
         match error {
             KvmStateError::Vcpu { source, .. } => name(source),
             KvmStateError::Snapshot { source, .. } => variant_name(source),
+            KvmStateError::Memory(source) => variant_name(source),
             other => variant_name(other),
         }
     }

@@ -18,7 +18,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::error::{DemoVmError, Result};
 use crate::guest::{self, COM1_GSI, MEM_SIZE, SERIAL_INPUT, VCPU_COUNT};
-use crate::memory::{self, Memory};
+use crate::memory::GuestRam;
 use crate::run::{run_vcpus, Devices, RunOutput, StopWhen};
 use crate::virtio::VirtioDevice;
 
@@ -42,7 +42,8 @@ impl Trigger for IrqLine {
 /// The emulated UART: `vm_superio`'s 16550A; what the guest transmits is dropped.
 pub(crate) type Uart = Serial<IrqLine, NoEvents, std::io::Sink>;
 
-/// An SMP VM with an in-kernel irqchip and PIT, [`VCPU_COUNT`] vCPUs, 2 MiB of memory, a
+/// An SMP VM with an in-kernel irqchip and PIT, [`VCPU_COUNT`] vCPUs, 2 MiB of memory (or
+/// more, see [`DemoVm::with_memory_size`]), a
 /// `vm_superio` UART on COM1 and a virtio-mmio device on `virtio-queue` (see
 /// [`crate::virtio`]), able to run the demo guest (see [`crate::guest`]).
 pub struct DemoVm {
@@ -51,7 +52,7 @@ pub struct DemoVm {
     vm: VmFd,
     msr_indices: Vec<u32>,
     host: HostSupport,
-    memory: Memory,
+    memory: GuestRam,
     uart: Mutex<Uart>,
     virtio: Mutex<VirtioDevice>,
     uart_irq: EventFd,
@@ -62,7 +63,7 @@ impl std::fmt::Debug for DemoVm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DemoVm")
             .field("vcpus", &self.vcpus.len())
-            .field("mem_size", &MEM_SIZE)
+            .field("mem_size", &self.memory.size())
             .field("msr_indices", &self.msr_indices)
             .field("serial", &self.serial_state())
             .finish_non_exhaustive()
@@ -90,6 +91,12 @@ impl DemoVm {
     ///
     /// As [`DemoVm::new`].
     pub fn with_kvm(kvm: &Kvm) -> Result<Self> {
+        Self::with_ram(kvm, GuestRam::anonymous(MEM_SIZE as u64)?)
+    }
+
+    /// Like [`DemoVm::with_kvm`] with the given guest memory (at guest address 0).
+    pub(crate) fn with_ram(kvm: &Kvm, memory: GuestRam) -> Result<Self> {
+        crate::memory_files::check_memory_size(memory.size())?;
         let ioctl = |ioctl| move |source| DemoVmError::Ioctl { ioctl, source };
         let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
         // Needed by VMX hosts for real-mode emulation; the address is above guest memory.
@@ -101,16 +108,15 @@ impl DemoVm {
             ..Default::default()
         })
         .map_err(ioctl("KVM_CREATE_PIT2"))?;
-        let memory = memory::new(MEM_SIZE)?;
         let region = kvm_userspace_memory_region {
             slot: 0,
             flags: 0,
             guest_phys_addr: 0,
-            memory_size: MEM_SIZE as u64,
-            userspace_addr: memory::host_addr(&memory)?,
+            memory_size: memory.size(),
+            userspace_addr: memory.host_addr(),
         };
         // SAFETY: the region is exactly the live mapping of `memory` (one readable and
-        // writable region of MEM_SIZE bytes at guest address 0), which is dropped only after
+        // writable region of `memory.size()` bytes at guest address 0), which is dropped only after
         // `vm` (field order of `DemoVm`), so the kernel never accesses it after it is unmapped.
         unsafe { vm.set_user_memory_region(region) }
             .map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))?;
@@ -150,6 +156,11 @@ impl DemoVm {
         })
     }
 
+    /// Guest memory.
+    pub(crate) fn ram(&self) -> &GuestRam {
+        &self.memory
+    }
+
     /// The VM fd.
     pub fn vm(&self) -> &VmFd {
         &self.vm
@@ -179,7 +190,7 @@ impl DemoVm {
             vcpus: self.vcpus.len(),
             memory: vec![GuestRegion {
                 guest_phys_addr: 0,
-                size: MEM_SIZE as u64,
+                size: self.memory.size(),
             }],
             serial: 1,
             virtio_mmio: 1,
@@ -196,7 +207,7 @@ impl DemoVm {
 
     /// A copy of all guest memory.
     pub fn read_memory(&self) -> Vec<u8> {
-        memory::read_all(&self.memory)
+        self.memory.read_all()
     }
 
     /// Copies `data` into guest memory at guest physical address `offset`.
@@ -205,7 +216,7 @@ impl DemoVm {
     ///
     /// [`DemoVmError::GuestMemoryBounds`] if the range is outside guest memory.
     pub fn write_memory(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        memory::write(&self.memory, offset, data)
+        self.memory.write(offset, data)
     }
 
     /// The guest memory as a saved region: guest physical address 0, [`MEM_SIZE`] bytes.
@@ -257,8 +268,8 @@ impl DemoVm {
     ///
     /// [`DemoVmError::Ioctl`] if reading or writing vCPU state fails.
     pub fn load_guest(&mut self) -> Result<()> {
-        for (addr, bytes) in guest::memory_image() {
-            memory::write(&self.memory, addr, &bytes)?;
+        for (addr, bytes) in guest::memory_image(self.memory.size()) {
+            self.memory.write(addr, &bytes)?;
         }
         let ioctl = |ioctl| move |source| DemoVmError::Ioctl { ioctl, source };
         for (index, vcpu) in self.vcpus.iter().enumerate() {
@@ -300,7 +311,7 @@ impl DemoVm {
         let devices = Devices {
             uart: &self.uart,
             virtio: &self.virtio,
-            memory: &self.memory,
+            memory: self.memory.view(),
         };
         run_vcpus(&mut self.vcpus, devices, stop_when, self.timeout)
     }
@@ -325,6 +336,15 @@ impl DemoVm {
     ///
     /// Any error of [`kvm_state::pause_vcpu`] or [`kvm_state::save_microvm`].
     pub fn save_microvm(&mut self) -> Result<MicrovmState> {
+        let memory = vec![self.memory_region()];
+        self.save_microvm_with(memory)
+    }
+
+    /// [`DemoVm::save_microvm`] with `memory` as the state's memory regions.
+    pub(crate) fn save_microvm_with(
+        &mut self,
+        memory: Vec<MemoryRegionState>,
+    ) -> Result<MicrovmState> {
         for vcpu in &mut self.vcpus {
             kvm_state::pause_vcpu(vcpu)?;
         }
@@ -335,7 +355,7 @@ impl DemoVm {
             &self.host,
             &self.msr_indices,
             self.devices_state(),
-            vec![self.memory_region()],
+            memory,
         )?)
     }
 
@@ -358,9 +378,20 @@ impl DemoVm {
     /// A [`DemoVmError::State`] error of [`kvm_state::check_restore`] (`VcpuCount`, `ApicId`,
     /// `ApicIdDuplicate`, `DeviceCount`, `MemoryRegion`, `CpuidNotOffered`, `XsaveTooLarge`,
     /// `BadLength`, ...), [`DemoVmError::SerialInput`], [`DemoVmError::VirtioQueueCount`],
-    /// [`DemoVmError::VirtioQueue`]; then any error of [`CheckedRestore::restore_vm`] and
+    /// [`DemoVmError::VirtioQueue`], [`DemoVmError::MemoryOutsideState`] for a state whose
+    /// memory is in a memory file (see [`DemoVm::restore_from_files`]); then any error of
+    /// [`CheckedRestore::restore_vm`] and
     /// [`CheckedRestore::restore_vcpu`], [`DemoVmError::Thread`], [`DemoVmError::Serial`].
     pub fn restore_microvm(&mut self, state: &MicrovmState) -> Result<()> {
+        if state.memory_source.is_outside() {
+            return Err(DemoVmError::MemoryOutsideState);
+        }
+        self.restore_state(state)
+    }
+
+    /// [`DemoVm::restore_microvm`] without refusing a state whose memory is outside it: the
+    /// caller has put that memory in place.
+    pub(crate) fn restore_state(&mut self, state: &MicrovmState) -> Result<()> {
         let checked = check_restore(state, &self.host, &self.layout())?;
         // `check_restore` compared these with the layout: one UART, one virtio device, one
         // memory region; the `else` branches are never taken.
@@ -387,7 +418,7 @@ impl DemoVm {
         let virtio = VirtioDevice::from_state(virtio)?;
 
         if region.has_contents() {
-            memory::write(&self.memory, 0, &region.contents)?;
+            self.memory.write(0, &region.contents)?;
         }
         // The irqchips before the vCPUs: each LAPIC's state refers to them.
         checked.restore_vm(&self.vm)?;

@@ -216,6 +216,51 @@ pub enum KvmStateError {
         /// TSC frequency of this host's vCPUs, in kHz.
         host_khz: u32,
     },
+    /// A state whose guest memory is in a memory file or a diff was to be written for an app
+    /// version that only knows memory inside the state.
+    #[error(
+        "guest memory is outside the state, which app version {app_version} cannot record: \
+         save with save_with_memory, which writes it inline"
+    )]
+    MemoryOutsideState {
+        /// The app version asked for.
+        app_version: u16,
+    },
+    /// Guest memory written inline for an older app version makes the state larger than
+    /// that version loads.
+    #[error(
+        "guest memory inline makes a state of {state_len} bytes, over the {cap} bytes app \
+         version {app_version} loads; write app version 4 or newer, which keeps memory in a file"
+    )]
+    MemoryTooLargeForAppVersion {
+        /// The app version asked for.
+        app_version: u16,
+        /// Length the snapshot would have.
+        state_len: u64,
+        /// The most that app version loads by default.
+        cap: u64,
+    },
+    /// A memory file, diff or chunk store could not be saved, read or applied (boxed: the
+    /// memory errors carry paths and layer ids, and would make every result of this crate
+    /// larger).
+    #[error(transparent)]
+    Memory(Box<crate::memory::MemoryError>),
+    /// The state's memory is not where the call expects it: a diff snapshot given to a
+    /// load that takes a memory file, a base of a chain that is not a full memory file, or a
+    /// chain that ends at another memory layer than the state records.
+    #[error("{path}: {reason}", path = path.display())]
+    MemorySource {
+        /// The state file.
+        path: std::path::PathBuf,
+        /// What does not match.
+        reason: String,
+    },
+}
+
+impl From<crate::memory::MemoryError> for KvmStateError {
+    fn from(error: crate::memory::MemoryError) -> Self {
+        KvmStateError::Memory(Box::new(error))
+    }
 }
 
 impl KvmStateError {

@@ -47,7 +47,10 @@
 //! - **VM-wide**: [`save_vm`], [`restore_vm`].
 //! - **Helpers**: [`savable_msr_indices`], [`get_msrs`]/[`set_msrs`] (any number of MSRs),
 //!   [`check_cpuid`], [`xsave_size`], [`restore_tsc_khz`].
-//! - **Files**: [`MicrovmState::save_to_file`], [`MicrovmState::load_file`].
+//! - **Files**: [`MicrovmState::save_to_file`], [`MicrovmState::load_file`]; with guest
+//!   memory in a file beside the state, [`MicrovmState::save_with_memory`],
+//!   [`MicrovmState::load_with_memory`] (lazy or eager), and diff snapshots
+//!   ([`MicrovmState::save_diff_with_memory`], [`MicrovmState::load_with_memory_chain`]).
 //!
 //! The workspace's `demo-vmm` crate is a complete small VMM built on this public API alone:
 //! an SMP guest with a `vm-superio` UART and a virtio-mmio device on `/dev/kvm`, snapshotted
@@ -150,8 +153,8 @@ pub use memory::{
 };
 #[cfg(target_arch = "x86_64")]
 pub use microvm::{
-    version_map, DevicesState, MemoryRegionState, MicrovmState, APP_VERSION_1, APP_VERSION_2,
-    APP_VERSION_3, CURRENT_APP_VERSION,
+    version_map, DevicesState, MemoryRegionState, MemorySource, MicrovmState, APP_VERSION_1,
+    APP_VERSION_2, APP_VERSION_3, APP_VERSION_4, CURRENT_APP_VERSION,
 };
 #[cfg(target_arch = "x86_64")]
 pub use msr::{

@@ -13,6 +13,7 @@ use versionize::{prelude::Versionize, Limits, VersionMap};
 use crate::device::{MmioTransportState, SerialState};
 use crate::error::{KvmStateError, Result};
 use crate::host::HostFacts;
+use crate::memory::{MemoryFileDescriptor, MemoryLayerId};
 use crate::vcpu::VcpuState;
 use crate::vm::{ClockState, VmState};
 
@@ -24,8 +25,11 @@ pub const APP_VERSION_2: u16 = 2;
 /// App version 3: `MicrovmState` gained `host`, the facts of the host it was
 /// saved on.
 pub const APP_VERSION_3: u16 = 3;
+/// App version 4: `MicrovmState` gained `memory_source`, so guest memory can live in a
+/// memory file (or a diff) beside the state file.
+pub const APP_VERSION_4: u16 = 4;
 /// The app version this build writes by default, the newest of [`version_map`].
-pub const CURRENT_APP_VERSION: u16 = APP_VERSION_3;
+pub const CURRENT_APP_VERSION: u16 = APP_VERSION_4;
 
 /// The app version map of this crate's state types.
 ///
@@ -39,12 +43,25 @@ pub const CURRENT_APP_VERSION: u16 = APP_VERSION_3;
 /// | 1 ([`APP_VERSION_1`]) | every type at version 1 | first release |
 /// | 2 ([`APP_VERSION_2`]) | [`VcpuState`] v2 gains `tsc_khz`; [`ClockState`] v2 gains `realtime` and `host_tsc` | restoring the TSC frequency on another host; Linux 5.16's `KVM_CLOCK_REALTIME`/`KVM_CLOCK_HOST_TSC` |
 /// | 3 ([`APP_VERSION_3`]) | [`MicrovmState`] v2 gains `host` ([`HostFacts`]) | refusing, before touching KVM, a restore on a host that cannot honour the state (CPU vendor, KVM capabilities, TSC frequency) |
+/// | 4 ([`APP_VERSION_4`]) | [`MicrovmState`] v3 gains `memory_source` ([`MemorySource`]: inline, a memory file with each region's guest address, size, file offset and CRC-64, or a diff layer) | guest memory at real sizes: beside the state file, mapped lazily on restore, instead of inside the 10 MiB state |
 ///
 /// Rollback from 2 to 1 loses the TSC frequency (the restored vCPU keeps the target host's,
 /// which is right on the same host) and the host clock readings, whose flags are cleared so
 /// that an older build never sees a flag without its value (`ClockState`'s `ser_fn`).
 /// Rollback from 3 to 2 loses the host facts: a build of app version 2 does not check them,
 /// and a state of app version 2 or older reads empty facts, which no check compares.
+///
+/// Rollback from 4 to 3 and older: those builds know guest memory only inside the state
+/// ([`MemoryRegionState::contents`]). A state whose memory is in a memory file or a diff
+/// ([`MemorySource::File`], [`MemorySource::Diff`]) is never written for them as is (it
+/// would read as "memory managed elsewhere" and resume on zeroed memory):
+/// [`MicrovmState::save_with_memory`] writes the memory inline instead when the whole state
+/// then fits the 10 MiB cap those builds load by default, and otherwise refuses with
+/// [`KvmStateError::MemoryTooLargeForAppVersion`]; [`MicrovmState::save_to_file`] and
+/// [`MicrovmState::to_snapshot_bytes`] refuse with [`KvmStateError::MemoryOutsideState`], and
+/// a VMM's own state type that embeds [`MicrovmState`] gets the `ser_fn` refusal
+/// (`VersionizeError::Semantic`). States of app version 3 and older read
+/// [`MemorySource::Inline`], which is what they are.
 ///
 /// The guard test `tests/schema.rs` checks the committed schema file of each app version
 /// (`kvm-state/schema/v<N>.json`) and that the newest app version maps every state type to
@@ -94,9 +111,9 @@ pub const CURRENT_APP_VERSION: u16 = APP_VERSION_3;
 /// A snapshot file holds the whole state, guest memory included, and both the `snapshot`
 /// crate's loader and the `versionize` decoder refuse more than 10 MiB by default
 /// ([`snapshot::DEFAULT_MAX_STATE_LEN`], [`versionize::Limits`]): enough for the 2 MiB demo
-/// guest, not for a real one. For larger guests either save the memory elsewhere (a memory
-/// file, as Firecracker does) and leave [`MemoryRegionState::contents`] empty, or load with
-/// [`MicrovmState::load_file_with_cap`], which raises both limits.
+/// guest, not for a real one. For larger guests keep memory in a memory file beside the state
+/// file ([`MicrovmState::save_with_memory`], [`MicrovmState::load_with_memory`], app version
+/// 4 on), or load with [`MicrovmState::load_file_with_cap`], which raises both limits.
 ///
 /// # Example
 /// ```
@@ -120,6 +137,10 @@ pub fn version_map() -> VersionMap {
     // App version 3.
     map.new_version()
         .set_type_version(MicrovmState::type_id(), 2);
+    // ---- App version 4 (guest memory files, issue 14) ----
+    map.new_version()
+        .set_type_version(MicrovmState::type_id(), 3);
+    // ---- end of app version 4 ----
     map
 }
 
@@ -215,9 +236,61 @@ pub struct MicrovmState {
     /// compares.
     #[version(start = 2)]
     pub host: HostFacts,
+    /// Where guest memory is: in [`memory`](Self::memory) (inline), in a memory file beside
+    /// the state file, or in a diff on top of one. Added in version 3 of `MicrovmState` (app
+    /// version 4): older snapshots read [`MemorySource::Inline`], and a state whose memory is
+    /// outside is never written for an older app version (see [`version_map`]).
+    #[version(start = 3, ser_fn = "refuse_memory_outside")]
+    pub memory_source: MemorySource,
+}
+
+/// Where a [`MicrovmState`]'s guest memory is.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
+pub enum MemorySource {
+    /// In the state: each region's [`MemoryRegionState::contents`], or, where those are
+    /// empty, kept by the VMM itself (what app versions 1 to 3 know).
+    #[default]
+    Inline,
+    /// In a full memory file beside the state file (`<state>.mem`, see
+    /// [`MicrovmState::memory_file_path`]): each region's guest address, size, file offset
+    /// and CRC-64, and the file's layer identity. The regions of
+    /// [`MicrovmState::memory`] have the same addresses and sizes, in the same order, and no
+    /// contents.
+    File(MemoryFileDescriptor),
+    /// In a chain: a full memory file and diffs on top of it, the last of which is the diff
+    /// file beside the state file (`<state>.mem`), whose layer this is. Restore it with
+    /// [`MicrovmState::load_with_memory_chain`], which refuses any other chain.
+    Diff(MemoryLayerId),
+}
+
+impl MemorySource {
+    /// Whether guest memory is outside the state (a memory file or a diff).
+    pub fn is_outside(&self) -> bool {
+        !matches!(self, MemorySource::Inline)
+    }
 }
 
 impl MicrovmState {
+    /// The `ser_fn` of `memory_source`: an app version before 4 cannot say that memory is in
+    /// a file, so such a state is refused rather than written as one whose memory is missing.
+    fn refuse_memory_outside(&mut self, _type_version: u16) -> versionize::VersionizeResult<()> {
+        if self.memory_source.is_outside() {
+            return Err(versionize::VersionizeError::Semantic(
+                "guest memory is in a memory file, which app versions before 4 cannot record"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses to write a state whose memory is outside it at an app version before 4.
+    fn check_writable_at(&self, app_version: u16) -> Result<()> {
+        if app_version < APP_VERSION_4 && self.memory_source.is_outside() {
+            return Err(KvmStateError::MemoryOutsideState { app_version });
+        }
+        Ok(())
+    }
+
     /// The facts of the host the state was saved on ([`MicrovmState::host`]).
     pub fn host_facts(&self) -> HostFacts {
         self.host.clone()
@@ -233,9 +306,12 @@ impl MicrovmState {
     ///
     /// # Errors
     ///
+    /// [`KvmStateError::MemoryOutsideState`] for a state whose memory is in a file at an app
+    /// version before 4 (use [`save_with_memory`](Self::save_with_memory));
     /// [`KvmStateError::Snapshot`] if the app version is not in the map, encoding fails, or
     /// the file cannot be written.
     pub fn save_to_file(&self, path: impl AsRef<Path>, app_version: u16) -> Result<()> {
+        self.check_writable_at(app_version)?;
         Snapshot::new(version_map(), app_version)
             .save_to_file(path, self)
             .map_err(|source| KvmStateError::Snapshot {
@@ -248,8 +324,10 @@ impl MicrovmState {
     ///
     /// # Errors
     ///
+    /// [`KvmStateError::MemoryOutsideState`] as [`save_to_file`](Self::save_to_file);
     /// [`KvmStateError::Snapshot`] if the app version is not in the map or encoding fails.
     pub fn to_snapshot_bytes(&self, app_version: u16) -> Result<Vec<u8>> {
+        self.check_writable_at(app_version)?;
         let mut out = Vec::new();
         Snapshot::new(version_map(), app_version)
             .save(&mut out, self)
@@ -288,7 +366,7 @@ impl MicrovmState {
         )
     }
 
-    fn load(path: &Path, map: VersionMap, options: &LoadOptions) -> Result<(Self, u16)> {
+    pub(crate) fn load(path: &Path, map: VersionMap, options: &LoadOptions) -> Result<(Self, u16)> {
         Snapshot::load_file_with(path, map, options).map_err(|source| KvmStateError::Snapshot {
             action: "load",
             source,
@@ -351,6 +429,7 @@ mod tests {
                 kvm_capabilities: vec![0, 33],
                 kernel_release: "6.18.0".to_owned(),
             },
+            memory_source: MemorySource::Inline,
         }
     }
 
@@ -394,7 +473,7 @@ mod tests {
         let mut copy = MicrovmState::default();
         copy.set_host_facts(state.host_facts());
         assert_eq!(copy.host_facts(), state.host_facts());
-        assert_eq!(MicrovmState::version(), 2);
+        assert_eq!(MicrovmState::version(), 3);
     }
 
     /// The newest app version maps every type to its latest version: a type whose layout
@@ -418,6 +497,10 @@ mod tests {
         check_all!(
             MicrovmState,
             MemoryRegionState,
+            MemorySource,
+            MemoryFileDescriptor,
+            MemoryFileRegion,
+            MemoryLayerId,
             DevicesState,
             SerialState,
             MmioTransportState,
@@ -458,7 +541,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kvm-state-microvm-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let state = sample();
-        for app_version in [APP_VERSION_1, APP_VERSION_2, APP_VERSION_3] {
+        for app_version in [APP_VERSION_1, APP_VERSION_2, APP_VERSION_3, APP_VERSION_4] {
             let path = dir.join(format!("v{app_version}.snap"));
             state.save_to_file(&path, app_version).unwrap();
             let bytes = std::fs::read(&path).unwrap();

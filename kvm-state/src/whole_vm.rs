@@ -136,6 +136,7 @@ pub fn check_state(state: &MicrovmState) -> Result<()> {
         }
     }
     check_memory(&state.memory)?;
+    state.check_memory_source()?;
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use super::{
 pub(super) const IO_CHUNK: usize = 1 << 20;
 
 /// Where one guest region lives in a memory file, and its checksum.
-#[derive(Clone, Debug, PartialEq, Eq, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Versionize, serde::Serialize)]
 pub struct MemoryFileRegion {
     /// Guest physical address of the first byte.
     pub guest_phys_addr: u64,
@@ -34,7 +34,7 @@ pub struct MemoryFileRegion {
 /// What the state records about a memory file: its layer identity and where each region is.
 /// Returned by [`save_memory_file`] and [`merge_memory_chain`](super::merge_memory_chain);
 /// versioned, so a `MicrovmState` can embed it.
-#[derive(Clone, Debug, PartialEq, Eq, Versionize)]
+#[derive(Clone, Debug, PartialEq, Eq, Versionize, serde::Serialize)]
 pub struct MemoryFileDescriptor {
     /// Identity of this layer, which diffs taken on top of it name: a random id and the
     /// CRC-64 of the region table; a file merged from a chain takes the identity of the

@@ -28,6 +28,8 @@ mod diff;
 mod error;
 mod file;
 mod mapping;
+#[cfg(target_arch = "x86_64")]
+mod state_file;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -64,7 +66,7 @@ pub struct GuestRegionBytes<'a> {
 /// The identity of one layer of guest memory: a full memory file or a diff on top of
 /// another layer. A diff records the identity of the layer it was taken against, and is
 /// applied only on that layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Versionize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Versionize, serde::Serialize)]
 pub struct MemoryLayerId {
     /// Random, drawn when the layer is saved.
     pub id: u128,

@@ -7,6 +7,9 @@
 //! <why>`, and a non-zero exit code: 1 for a bad file, a failed check or differing
 //! snapshots, 2 for a bad command line. Run `vmstate --help`.
 
+#[cfg(target_arch = "x86_64")]
+mod memory;
+
 use std::process::ExitCode;
 
 #[cfg(target_arch = "x86_64")]
@@ -21,6 +24,7 @@ fn main() -> ExitCode {
             Ok(summary(state))
         })
         .describe_with(host_lines)
+        .command(memory::command(), memory::run_matches)
         .run()
 }
 
