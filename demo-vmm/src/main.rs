@@ -9,9 +9,15 @@
 //! followed by that of `restore` of its snapshot, sorted stably by the first field
 //! (`sort -s -k1,1`), is the output of `expected`.
 //!
-//! Exit codes: 0 ok; 2 the snapshot is refused (a file this build cannot read, or a state
+//! `migrate-to ADDR` and `migrate-from ADDR` (from release 0.2.0 on) migrate the running guest
+//! between two processes, over `unix:PATH` or `tcp:HOST:PORT` (see `cli_migrate.rs`).
+//!
+//! Exit codes: 0 ok; 2 the snapshot (or migration) is refused (a file this build cannot read, or a state
 //! that does not fit this VM or host), with the named error on stderr in one line; 1 any other
 //! failure.
+
+#[cfg(target_arch = "x86_64")]
+mod cli_migrate;
 
 #[cfg(target_arch = "x86_64")]
 mod cli {
@@ -48,6 +54,12 @@ mod cli {
         Expected,
         /// Print the app versions this build reads and writes.
         Versions,
+        /// Run the guest to the stop point and migrate it to a `migrate-from` process at ADDR
+        /// (`unix:PATH` or `tcp:HOST:PORT`); resume it here if the migration fails.
+        MigrateTo(crate::cli_migrate::MigrateToArgs),
+        /// Listen at ADDR (`unix:PATH` or `tcp:HOST:PORT`), receive a migrated guest, resume it
+        /// and run it to the end.
+        MigrateFrom(crate::cli_migrate::MigrateFromArgs),
     }
 
     #[derive(Debug, Args)]
@@ -68,11 +80,13 @@ mod cli {
     }
 
     /// Why a command failed, and so its exit code.
-    enum Failure {
+    pub(crate) enum Failure {
         /// The snapshot is refused: exit code 2.
         Refused(String),
         /// Anything else: exit code 1.
         Other(String),
+        /// This exit code, the reason already printed.
+        Quiet(u8),
     }
 
     pub(crate) fn main() -> ExitCode {
@@ -96,6 +110,8 @@ mod cli {
                 versions();
                 Ok(())
             }
+            Command::MigrateTo(args) => crate::cli_migrate::migrate_to(&args),
+            Command::MigrateFrom(args) => crate::cli_migrate::migrate_from(&args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -107,6 +123,7 @@ mod cli {
                 eprintln!("demo-vmm: {line}");
                 ExitCode::from(1)
             }
+            Err(Failure::Quiet(code)) => ExitCode::from(code),
         }
     }
 
@@ -183,7 +200,7 @@ mod cli {
     }
 
     /// Prints a run's output in the stable line format (see the crate docs).
-    fn print_output(output: &RunOutput) -> Result<(), Failure> {
+    pub(crate) fn print_output(output: &RunOutput) -> Result<(), Failure> {
         let mut text = String::new();
         for (vcpu, reports) in output.reports.iter().enumerate() {
             for value in reports {
@@ -204,13 +221,13 @@ mod cli {
     }
 
     /// A failure of `what`, with the error's causes.
-    fn other(what: &'static str) -> impl FnOnce(DemoVmError) -> Failure {
+    pub(crate) fn other(what: &'static str) -> impl FnOnce(DemoVmError) -> Failure {
         move |e| Failure::Other(format!("{what}: {}", chain(&e)))
     }
 
     /// The error and its causes on one line, joined by `: `. An I/O error whose kind the line
     /// already names is left out, so the cause is stated once.
-    fn chain(error: &dyn std::error::Error) -> String {
+    pub(crate) fn chain(error: &dyn std::error::Error) -> String {
         let mut line = error.to_string();
         let mut source = error.source();
         while let Some(cause) = source {
@@ -247,7 +264,7 @@ mod cli {
     }
 
     /// As [`name`], for the demo VMM's errors.
-    fn demo_name(error: &DemoVmError) -> String {
+    pub(crate) fn demo_name(error: &DemoVmError) -> String {
         match error {
             DemoVmError::State(e) => name(e),
             other => variant_name(other),

@@ -24,8 +24,13 @@ pub const APP_VERSION_2: u16 = 2;
 /// App version 3: `MicrovmState` gained `host`, the facts of the host it was
 /// saved on.
 pub const APP_VERSION_3: u16 = 3;
+// ---- releases (issue 15): app versions 4 and 5, begin ----
+/// App version 4 (release 0.2.0): `VcpuState` gained `nested_state`, KVM's
+/// nested-virtualization state.
+pub const APP_VERSION_4: u16 = 4;
 /// The app version this build writes by default, the newest of [`version_map`].
-pub const CURRENT_APP_VERSION: u16 = APP_VERSION_3;
+pub const CURRENT_APP_VERSION: u16 = APP_VERSION_4;
+// ---- releases (issue 15): app versions 4 and 5, end ----
 
 /// The app version map of this crate's state types.
 ///
@@ -39,12 +44,16 @@ pub const CURRENT_APP_VERSION: u16 = APP_VERSION_3;
 /// | 1 ([`APP_VERSION_1`]) | every type at version 1 | first release |
 /// | 2 ([`APP_VERSION_2`]) | [`VcpuState`] v2 gains `tsc_khz`; [`ClockState`] v2 gains `realtime` and `host_tsc` | restoring the TSC frequency on another host; Linux 5.16's `KVM_CLOCK_REALTIME`/`KVM_CLOCK_HOST_TSC` |
 /// | 3 ([`APP_VERSION_3`]) | [`MicrovmState`] v2 gains `host` ([`HostFacts`]) | refusing, before touching KVM, a restore on a host that cannot honour the state (CPU vendor, KVM capabilities, TSC frequency) |
+/// | 4 ([`APP_VERSION_4`]) | [`VcpuState`] v3 gains `nested_state` | a guest hypervisor's nested guest (VMCS12/VMCB12, VMXON) lives only in KVM (`KVM_GET_NESTED_STATE`) |
 ///
 /// Rollback from 2 to 1 loses the TSC frequency (the restored vCPU keeps the target host's,
 /// which is right on the same host) and the host clock readings, whose flags are cleared so
 /// that an older build never sees a flag without its value (`ClockState`'s `ser_fn`).
 /// Rollback from 3 to 2 loses the host facts: a build of app version 2 does not check them,
 /// and a state of app version 2 or older reads empty facts, which no check compares.
+/// Rollback from 4 to 3 loses the nested state, which builds of app version 3 never saved nor
+/// restored: a guest that runs no nested guest (`None`, or a header without VMXON) loses
+/// nothing.
 ///
 /// The guard test `tests/schema.rs` checks the committed schema file of each app version
 /// (`kvm-state/schema/v<N>.json`) and that the newest app version maps every state type to
@@ -120,6 +129,10 @@ pub fn version_map() -> VersionMap {
     // App version 3.
     map.new_version()
         .set_type_version(MicrovmState::type_id(), 2);
+    // ---- releases (issue 15): app versions 4 and 5, begin ----
+    // App version 4 (release 0.2.0): nested-virtualization state.
+    map.new_version().set_type_version(VcpuState::type_id(), 3);
+    // ---- releases (issue 15): app versions 4 and 5, end ----
     map
 }
 
