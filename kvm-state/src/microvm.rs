@@ -28,8 +28,11 @@ pub const APP_VERSION_3: u16 = 3;
 /// App version 4 (release 0.2.0): `VcpuState` gained `nested_state`, KVM's
 /// nested-virtualization state.
 pub const APP_VERSION_4: u16 = 4;
+/// App version 5 (release 0.3.0): `Sregs` gained `pdptrs`, the PAE PDPTRs of
+/// `KVM_GET_SREGS2`.
+pub const APP_VERSION_5: u16 = 5;
 /// The app version this build writes by default, the newest of [`version_map`].
-pub const CURRENT_APP_VERSION: u16 = APP_VERSION_4;
+pub const CURRENT_APP_VERSION: u16 = APP_VERSION_5;
 // ---- releases (issue 15): app versions 4 and 5, end ----
 
 /// The app version map of this crate's state types.
@@ -45,6 +48,7 @@ pub const CURRENT_APP_VERSION: u16 = APP_VERSION_4;
 /// | 2 ([`APP_VERSION_2`]) | [`VcpuState`] v2 gains `tsc_khz`; [`ClockState`] v2 gains `realtime` and `host_tsc` | restoring the TSC frequency on another host; Linux 5.16's `KVM_CLOCK_REALTIME`/`KVM_CLOCK_HOST_TSC` |
 /// | 3 ([`APP_VERSION_3`]) | [`MicrovmState`] v2 gains `host` ([`HostFacts`]) | refusing, before touching KVM, a restore on a host that cannot honour the state (CPU vendor, KVM capabilities, TSC frequency) |
 /// | 4 ([`APP_VERSION_4`]) | [`VcpuState`] v3 gains `nested_state` | a guest hypervisor's nested guest (VMCS12/VMCB12, VMXON) lives only in KVM (`KVM_GET_NESTED_STATE`) |
+/// | 5 ([`APP_VERSION_5`]) | [`Sregs`](crate::Sregs) v2 gains `pdptrs` | a PAE guest's CPU-held PDPTRs, which `KVM_SET_SREGS` silently reloads from memory (`KVM_GET_SREGS2`) |
 ///
 /// Rollback from 2 to 1 loses the TSC frequency (the restored vCPU keeps the target host's,
 /// which is right on the same host) and the host clock readings, whose flags are cleared so
@@ -53,7 +57,8 @@ pub const CURRENT_APP_VERSION: u16 = APP_VERSION_4;
 /// and a state of app version 2 or older reads empty facts, which no check compares.
 /// Rollback from 4 to 3 loses the nested state, which builds of app version 3 never saved nor
 /// restored: a guest that runs no nested guest (`None`, or a header without VMXON) loses
-/// nothing.
+/// nothing. Rollback from 5 to 4 loses the PDPTRs: the older build reloads them from guest
+/// memory, which differs only for a PAE guest that rewrote its PDPT without reloading CR3.
 ///
 /// The guard test `tests/schema.rs` checks the committed schema file of each app version
 /// (`kvm-state/schema/v<N>.json`) and that the newest app version maps every state type to
@@ -132,6 +137,9 @@ pub fn version_map() -> VersionMap {
     // ---- releases (issue 15): app versions 4 and 5, begin ----
     // App version 4 (release 0.2.0): nested-virtualization state.
     map.new_version().set_type_version(VcpuState::type_id(), 3);
+    // App version 5 (release 0.3.0): the PAE PDPTRs.
+    map.new_version()
+        .set_type_version(crate::vcpu::Sregs::type_id(), 2);
     // ---- releases (issue 15): app versions 4 and 5, end ----
     map
 }

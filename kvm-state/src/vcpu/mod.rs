@@ -11,12 +11,14 @@
 //! | `cpuid.rs` | [`Cpuid`], [`check_cpuid`] | `KVM_{GET,SET}_CPUID2` |
 //! | `tsc.rs` | `tsc_khz`, [`restore_tsc_khz`] | `KVM_{GET,SET}_TSC_KHZ` |
 //! | `nested.rs` | `nested_state` | `KVM_{GET,SET}_NESTED_STATE` |
+//! | `pdptrs.rs` | [`Sregs::pdptrs`] | `KVM_{GET,SET}_SREGS2` |
 //! | `../msr.rs` | [`Msrs`] | `KVM_{GET,SET}_MSRS` |
 
 mod cpuid;
 mod events;
 mod lapic;
 mod nested;
+mod pdptrs;
 mod regs;
 mod tsc;
 mod xsave;
@@ -126,7 +128,8 @@ impl VcpuState {
 pub fn save_vcpu(vm: &VmFd, vcpu: &VcpuFd, msr_indices: &[u32]) -> Result<VcpuState> {
     let host_xsave_size = xsave_size(vm)?;
     let mp_state = lapic::save_mp_state(vcpu)?;
-    let (regs, sregs, debug_regs) = regs::save_registers(vcpu)?;
+    let (regs, mut sregs, debug_regs) = regs::save_registers(vcpu)?;
+    sregs.pdptrs = pdptrs::save_pdptrs(vm, vcpu)?;
     let xsave = xsave::save_xsave(vcpu, host_xsave_size)?;
     let xcrs = xsave::save_xcrs(vcpu)?;
     let lapic = lapic::save_lapic(vcpu)?;
@@ -208,6 +211,9 @@ impl<'a> CheckedVcpu<'a> {
         lapic::restore_mp_state(vcpu, &state.mp_state)?;
         regs::restore_regs(vcpu, &state.regs)?;
         regs::restore_sregs(vcpu, &state.sregs)?;
+        if let Some(saved) = state.sregs.pdptrs {
+            pdptrs::restore_pdptrs(vcpu, &state.sregs, saved)?;
+        }
         if let Some(nested) = &self.nested {
             nested::restore_nested_state(vcpu, nested)?;
         }
@@ -246,7 +252,8 @@ pub fn check_vcpu(state: &VcpuState, host: &HostSupport) -> Result<()> {
 /// 3. general purpose registers (`KVM_SET_REGS` drops a pending exception, one reason the
 ///    events come last);
 /// 4. sregs: control registers and EFER select the mode later state is checked against; also
-///    `IA32_APIC_BASE`, which the LAPIC needs;
+///    `IA32_APIC_BASE`, which the LAPIC needs; then, if saved, the PAE PDPTRs
+///    (`KVM_SET_SREGS2`: `KVM_SET_SREGS` reloaded them from guest memory);
 ///    then the nested state, if saved (KVM checks it against EFER.SVME and CR4.VMXE), before
 ///    the MSRs and events;
 /// 5. xsave and 6. XCRs, after CPUID and sregs (checked against the guest CPUID);
