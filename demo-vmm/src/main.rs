@@ -17,6 +17,8 @@
 //! failure.
 
 #[cfg(target_arch = "x86_64")]
+mod cli_info;
+#[cfg(target_arch = "x86_64")]
 mod cli_migrate;
 
 #[cfg(target_arch = "x86_64")]
@@ -155,12 +157,14 @@ mod cli {
             state.save_to_file(path, args.app_version).map_err(|e| {
                 Failure::Other(format!("cannot save {}: {}", path.display(), chain(&e)))
             })?;
+            crate::cli_info::write_info(path, args.app_version, &state.host_facts())?;
         }
         Ok(())
     }
 
     /// `demo-vmm restore FILE`.
     fn restore(path: &Path) -> Result<(), Failure> {
+        crate::cli_info::report_info(path)?;
         let (state, _app_version) = MicrovmState::load_file(path).map_err(|e| {
             if is_unreadable(&e) {
                 Failure::Other(chain(&e))
