@@ -29,12 +29,9 @@ fn cpu(facts: &HostFacts) -> String {
 
 /// Writes `<path>.info` for the snapshot just saved at `app_version` on a host with `facts`.
 pub(crate) fn write_info(path: &Path, app_version: u16, facts: &HostFacts) -> Result<(), Failure> {
-    let mut info = WriterInfo::new(
-        format!("demo-vmm {}", env!("CARGO_PKG_VERSION")),
-        app_version,
-    )
-    .with_host_cpu(cpu(facts))
-    .with_schema_fingerprint(schema_fingerprint(app_version).unwrap_or_default());
+    let mut info = WriterInfo::new(crate::cli::vmm_name(), app_version)
+        .with_host_cpu(cpu(facts))
+        .with_schema_fingerprint(schema_fingerprint(app_version).unwrap_or_default());
     info.save_for(path).map_err(|e| {
         Failure::Other(format!(
             "cannot save {}: {}",

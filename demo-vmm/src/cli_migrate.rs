@@ -150,7 +150,7 @@ fn window_map(window: &WindowArgs) -> Result<VersionMap, Failure> {
 
 /// The name this build gives itself in the handshake.
 fn config() -> Config {
-    Config::new(format!("demo-vmm {}", env!("CARGO_PKG_VERSION")))
+    Config::new(crate::cli::vmm_name())
 }
 
 /// The line a migration failure prints, naming the error variant.

@@ -194,6 +194,15 @@ mod cli {
         print_output(&output)
     }
 
+    /// This build's name and version as the side file and the migration handshake give it:
+    /// the crate version and the newest app version (`demo-vmm 0.1.0 (app version 5)`).
+    pub(crate) fn vmm_name() -> String {
+        format!(
+            "demo-vmm {} (app version {CURRENT_APP_VERSION})",
+            env!("CARGO_PKG_VERSION")
+        )
+    }
+
     /// `demo-vmm versions`: the app versions of `kvm_state::version_map()`, which this build
     /// both reads and writes.
     fn versions() {
