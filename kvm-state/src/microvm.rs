@@ -73,7 +73,7 @@ pub const CURRENT_APP_VERSION: u16 = APP_VERSION_5;
 ///
 /// ```
 /// # #[cfg(target_arch = "x86_64")] {
-/// use kvm_state::{version_map as kvm_state_map, APP_VERSION_2};
+/// use kvm_state::{version_map as kvm_state_map, APP_VERSION_2, CURRENT_APP_VERSION};
 /// use kvm_state::{ClockState, VcpuState};
 /// use versionize::prelude::*;
 ///
@@ -92,6 +92,9 @@ pub const CURRENT_APP_VERSION: u16 = APP_VERSION_5;
 ///     map.new_version() // app 3: kvm-state's app version 2
 ///         .adopt(&kvm_state_map(), APP_VERSION_2)
 ///         .expect("kvm-state has app version 2");
+///     map.new_version() // app 4: kvm-state's newest app version
+///         .adopt(&kvm_state_map(), CURRENT_APP_VERSION)
+///         .expect("kvm-state has its current app version");
 ///     map
 /// }
 ///
@@ -99,6 +102,7 @@ pub const CURRENT_APP_VERSION: u16 = APP_VERSION_5;
 /// assert_eq!(map.get_type_version(2, VcpuState::type_id()), 1);
 /// assert_eq!(map.get_type_version(3, VcpuState::type_id()), 2);
 /// assert_eq!(map.get_type_version(3, ClockState::type_id()), 2);
+/// assert_eq!(map.get_type_version(4, VcpuState::type_id()), VcpuState::version());
 /// versionize::schema::check_latest::<VmmState>(&map).unwrap();
 /// # }
 /// ```
