@@ -150,3 +150,42 @@ fn test_pae_pdptrs_survive_restore() {
     // The control: without the field, KVM_SET_SREGS reloads the rewritten entry.
     assert_eq!(restored_pdpte0(&at_4), REWRITTEN);
 }
+
+/// PDPTRs saved for a vCPU that is not in PAE paging mode (a forged or corrupted state) are
+/// refused by KVM's `KVM_SET_SREGS2` with a named ioctl error, never dropped in silence: the
+/// restore path reaches the kernel on every host with `KVM_CAP_SREGS2`.
+#[test]
+fn test_pdptrs_outside_pae_mode_refused_by_name() {
+    if !kvm_available() {
+        return;
+    }
+    let kvm = Kvm::new().unwrap();
+    if kvm.check_extension_raw(KVM_CAP_SREGS2.into()) <= 0 {
+        eprintln!("this host's KVM has no KVM_CAP_SREGS2: skipping");
+        return;
+    }
+    let memory = GuestMemory::new();
+    let (vm, vcpu) = create_vm(&kvm, &memory);
+    let mut state = save_vcpu(&vm, &vcpu, &[]).unwrap();
+    assert_eq!(
+        state.sregs.pdptrs, None,
+        "a vCPU at reset is not in PAE paging mode"
+    );
+    state.sregs.pdptrs = Some([LOADED, 0, 0, 0]);
+    let target_memory = GuestMemory::new();
+    let (target_vm, target) = create_vm(&kvm, &target_memory);
+    let host = HostSupport::query(&kvm, &target_vm).unwrap();
+    let error = restore_vcpu(&target, &state, &host).unwrap_err();
+    // EINVAL: the kernel knows the ioctl (a wrong number would be ENOTTY) and refuses the
+    // PDPTRs for this mode.
+    assert!(
+        matches!(
+            &error,
+            kvm_state::KvmStateError::Ioctl {
+                ioctl: "KVM_SET_SREGS2",
+                source,
+            } if source.errno() == libc::EINVAL
+        ),
+        "{error}"
+    );
+}
