@@ -293,9 +293,20 @@ pub(crate) fn migrate_from(args: &MigrateFromArgs) -> Result<(), Failure> {
         .zip(buffers.iter_mut())
         .map(|(r, b)| (r.guest_phys_addr, b.as_mut_slice()))
         .collect();
-    destination
+    let stats = destination
         .recv_memory(&mut GuestRegions::new(&mut regions))
         .map_err(|e| Failure::Refused(migration_failure(&e)))?;
+    // Every byte of guest memory must have arrived: a region left zeroed would restore a
+    // guest whose memory silently differs.
+    let expected: u64 = state.memory.iter().map(|r| r.size).sum();
+    if stats.bytes != expected {
+        let line = format!(
+            "MemoryIncomplete: {} bytes of guest memory arrived, the regions hold {expected}",
+            stats.bytes
+        );
+        let _ = destination.failed(&line);
+        return Err(Failure::Refused(line));
+    }
     for (region, bytes) in state.memory.iter_mut().zip(buffers) {
         region.contents = bytes;
     }

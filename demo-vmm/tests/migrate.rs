@@ -184,3 +184,42 @@ fn test_migrate_refuses_bad_addresses() {
         assert!(text(&output.stderr).contains("neither unix:PATH nor tcp:HOST:PORT"));
     }
 }
+
+/// A source that sends only part of guest memory: the destination refuses to resume a guest
+/// whose memory would be partly zero (`MemoryIncomplete`), tells the source, and exits 2.
+#[test]
+fn test_migrate_from_refuses_incomplete_memory() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = TempDir::new("migrate-partial");
+    let listen = format!("unix:{}", dir.path().join("m.sock").display());
+    let dst = destination(&listen, &[]);
+    let path = dst.addr.strip_prefix("unix:").unwrap().to_owned();
+
+    let mut vm = common::loaded_vm();
+    vm.run(demo_vmm::StopWhen::Condition(demo_vmm::mid_run))
+        .unwrap();
+    let mut state = vm.save_microvm().unwrap();
+    let memory = std::mem::take(&mut state.memory[0].contents);
+    let stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+    let mut source = migration::Source::handshake(
+        stream,
+        &kvm_state::version_map(),
+        &migration::Config::new("partial source"),
+    )
+    .unwrap();
+    source.send_state(&state).unwrap();
+    source.send_memory(0, &memory[..memory.len() / 2]).unwrap();
+    let outcome = source.finish();
+    assert!(outcome.is_err(), "{outcome:?}");
+
+    let dst = wait(dst);
+    let dst_err = text(&dst.stderr);
+    assert_eq!(dst.status.code(), Some(2), "{dst_err}");
+    assert!(dst_err.contains("MemoryIncomplete"), "{dst_err}");
+    assert!(
+        dst.stdout.is_empty(),
+        "the guest never ran at the destination"
+    );
+}
