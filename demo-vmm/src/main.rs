@@ -9,9 +9,17 @@
 //! followed by that of `restore` of its snapshot, sorted stably by the first field
 //! (`sort -s -k1,1`), is the output of `expected`.
 //!
-//! Exit codes: 0 ok; 2 the snapshot is refused (a file this build cannot read, or a state
+//! `migrate-to ADDR` and `migrate-from ADDR` (from release 0.2.0 on) migrate the running guest
+//! between two processes, over `unix:PATH` or `tcp:HOST:PORT` (see `cli_migrate.rs`).
+//!
+//! Exit codes: 0 ok; 2 the snapshot (or migration) is refused (a file this build cannot read, or a state
 //! that does not fit this VM or host), with the named error on stderr in one line; 1 any other
 //! failure.
+
+#[cfg(target_arch = "x86_64")]
+mod cli_info;
+#[cfg(target_arch = "x86_64")]
+mod cli_migrate;
 
 #[cfg(target_arch = "x86_64")]
 mod cli {
@@ -56,6 +64,12 @@ mod cli {
         },
         /// Print the app versions this build reads and writes.
         Versions,
+        /// Run the guest to the stop point and migrate it to a `migrate-from` process at ADDR
+        /// (`unix:PATH` or `tcp:HOST:PORT`); resume it here if the migration fails.
+        MigrateTo(crate::cli_migrate::MigrateToArgs),
+        /// Listen at ADDR (`unix:PATH` or `tcp:HOST:PORT`), receive a migrated guest, resume it
+        /// and run it to the end.
+        MigrateFrom(crate::cli_migrate::MigrateFromArgs),
     }
 
     #[derive(Debug, Args)]
@@ -84,11 +98,13 @@ mod cli {
     }
 
     /// Why a command failed, and so its exit code.
-    enum Failure {
+    pub(crate) enum Failure {
         /// The snapshot is refused: exit code 2.
         Refused(String),
         /// Anything else: exit code 1.
         Other(String),
+        /// This exit code, the reason already printed.
+        Quiet(u8),
     }
 
     pub(crate) fn main() -> ExitCode {
@@ -112,6 +128,8 @@ mod cli {
                 versions();
                 Ok(())
             }
+            Command::MigrateTo(args) => crate::cli_migrate::migrate_to(&args),
+            Command::MigrateFrom(args) => crate::cli_migrate::migrate_from(&args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -123,6 +141,7 @@ mod cli {
                 eprintln!("demo-vmm: {line}");
                 ExitCode::from(1)
             }
+            Err(Failure::Quiet(code)) => ExitCode::from(code),
         }
     }
 
@@ -160,12 +179,14 @@ mod cli {
             state.save_to_file(path, args.app_version).map_err(|e| {
                 Failure::Other(format!("cannot save {}: {}", path.display(), chain(&e)))
             })?;
+            crate::cli_info::write_info(path, args.app_version, &state.host_facts())?;
         }
         Ok(())
     }
 
     /// `demo-vmm restore FILE`.
     fn restore(path: &Path, eager: bool) -> Result<(), Failure> {
+        crate::cli_info::report_info(path)?;
         let (state, _app_version) = MicrovmState::load_file(path).map_err(|e| {
             if is_unreadable(&e) {
                 Failure::Other(chain(&e))
@@ -230,6 +251,15 @@ mod cli {
         DemoVm::with_memory_size(size).map_err(other("cannot create the vm"))
     }
 
+    /// This build's name and version as the side file and the migration handshake give it:
+    /// the crate version and the newest app version (`demo-vmm 0.1.0 (app version 6)`).
+    pub(crate) fn vmm_name() -> String {
+        format!(
+            "demo-vmm {} (app version {CURRENT_APP_VERSION})",
+            env!("CARGO_PKG_VERSION")
+        )
+    }
+
     /// `demo-vmm versions`: the app versions of `kvm_state::version_map()`, which this build
     /// both reads and writes.
     fn versions() {
@@ -240,7 +270,7 @@ mod cli {
     }
 
     /// Prints a run's output in the stable line format (see the crate docs).
-    fn print_output(output: &RunOutput) -> Result<(), Failure> {
+    pub(crate) fn print_output(output: &RunOutput) -> Result<(), Failure> {
         let mut text = String::new();
         for (vcpu, reports) in output.reports.iter().enumerate() {
             for value in reports {
@@ -261,13 +291,13 @@ mod cli {
     }
 
     /// A failure of `what`, with the error's causes.
-    fn other(what: &'static str) -> impl FnOnce(DemoVmError) -> Failure {
+    pub(crate) fn other(what: &'static str) -> impl FnOnce(DemoVmError) -> Failure {
         move |e| Failure::Other(format!("{what}: {}", chain(&e)))
     }
 
     /// The error and its causes on one line, joined by `: `. An I/O error whose kind the line
     /// already names is left out, so the cause is stated once.
-    fn chain(error: &dyn std::error::Error) -> String {
+    pub(crate) fn chain(error: &dyn std::error::Error) -> String {
         let mut line = error.to_string();
         let mut source = error.source();
         while let Some(cause) = source {
@@ -305,7 +335,7 @@ mod cli {
     }
 
     /// As [`name`], for the demo VMM's errors.
-    fn demo_name(error: &DemoVmError) -> String {
+    pub(crate) fn demo_name(error: &DemoVmError) -> String {
         match error {
             DemoVmError::State(e) => name(e),
             other => variant_name(other),

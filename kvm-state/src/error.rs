@@ -230,7 +230,7 @@ pub enum KvmStateError {
     /// that version loads.
     #[error(
         "guest memory inline makes a state of {state_len} bytes, over the {cap} bytes app \
-         version {app_version} loads; write app version 4 or newer, which keeps memory in a file"
+         version {app_version} loads; write app version 6 or newer, which keeps memory in a file"
     )]
     MemoryTooLargeForAppVersion {
         /// The app version asked for.

@@ -154,7 +154,7 @@ pub use memory::{
 #[cfg(target_arch = "x86_64")]
 pub use microvm::{
     version_map, DevicesState, MemoryRegionState, MemorySource, MicrovmState, APP_VERSION_1,
-    APP_VERSION_2, APP_VERSION_3, APP_VERSION_4, CURRENT_APP_VERSION,
+    APP_VERSION_2, APP_VERSION_3, APP_VERSION_4, APP_VERSION_5, APP_VERSION_6, CURRENT_APP_VERSION,
 };
 #[cfg(target_arch = "x86_64")]
 pub use msr::{

@@ -25,11 +25,19 @@ pub const APP_VERSION_2: u16 = 2;
 /// App version 3: `MicrovmState` gained `host`, the facts of the host it was
 /// saved on.
 pub const APP_VERSION_3: u16 = 3;
-/// App version 4: `MicrovmState` gained `memory_source`, so guest memory can live in a
-/// memory file (or a diff) beside the state file.
+// ---- releases (issue 15): app versions 4 and 5, begin ----
+/// App version 4 (release 0.2.0): `VcpuState` gained `nested_state`, KVM's
+/// nested-virtualization state.
 pub const APP_VERSION_4: u16 = 4;
+/// App version 5 (release 0.3.0): `Sregs` gained `pdptrs`, the PAE PDPTRs of
+/// `KVM_GET_SREGS2`.
+pub const APP_VERSION_5: u16 = 5;
+// ---- releases (issue 15): app versions 4 and 5, end ----
+/// App version 6: `MicrovmState` gained `memory_source`, so guest memory can live in a
+/// memory file (or a diff) beside the state file.
+pub const APP_VERSION_6: u16 = 6;
 /// The app version this build writes by default, the newest of [`version_map`].
-pub const CURRENT_APP_VERSION: u16 = APP_VERSION_4;
+pub const CURRENT_APP_VERSION: u16 = APP_VERSION_6;
 
 /// The app version map of this crate's state types.
 ///
@@ -43,13 +51,19 @@ pub const CURRENT_APP_VERSION: u16 = APP_VERSION_4;
 /// | 1 ([`APP_VERSION_1`]) | every type at version 1 | first release |
 /// | 2 ([`APP_VERSION_2`]) | [`VcpuState`] v2 gains `tsc_khz`; [`ClockState`] v2 gains `realtime` and `host_tsc` | restoring the TSC frequency on another host; Linux 5.16's `KVM_CLOCK_REALTIME`/`KVM_CLOCK_HOST_TSC` |
 /// | 3 ([`APP_VERSION_3`]) | [`MicrovmState`] v2 gains `host` ([`HostFacts`]) | refusing, before touching KVM, a restore on a host that cannot honour the state (CPU vendor, KVM capabilities, TSC frequency) |
-/// | 4 ([`APP_VERSION_4`]) | [`MicrovmState`] v3 gains `memory_source` ([`MemorySource`]: inline, a memory file with each region's guest address, size, file offset and CRC-64, or a diff layer) | guest memory at real sizes: beside the state file, mapped lazily on restore, instead of inside the 10 MiB state |
+/// | 4 ([`APP_VERSION_4`]) | [`VcpuState`] v3 gains `nested_state` | a guest hypervisor's nested guest (VMCS12/VMCB12, VMXON) lives only in KVM (`KVM_GET_NESTED_STATE`) |
+/// | 5 ([`APP_VERSION_5`]) | [`Sregs`](crate::Sregs) v2 gains `pdptrs` | a PAE guest's CPU-held PDPTRs, which `KVM_SET_SREGS` silently reloads from memory (`KVM_GET_SREGS2`) |
+/// | 6 ([`APP_VERSION_6`]) | [`MicrovmState`] v3 gains `memory_source` ([`MemorySource`]: inline, a memory file with each region's guest address, size, file offset and CRC-64, or a diff layer) | guest memory at real sizes: beside the state file, mapped lazily on restore, instead of inside the 10 MiB state |
 ///
 /// Rollback from 2 to 1 loses the TSC frequency (the restored vCPU keeps the target host's,
 /// which is right on the same host) and the host clock readings, whose flags are cleared so
 /// that an older build never sees a flag without its value (`ClockState`'s `ser_fn`).
 /// Rollback from 3 to 2 loses the host facts: a build of app version 2 does not check them,
 /// and a state of app version 2 or older reads empty facts, which no check compares.
+/// Rollback from 4 to 3 loses the nested state, which builds of app version 3 never saved nor
+/// restored: a guest that runs no nested guest (`None`, or a header without VMXON) loses
+/// nothing. Rollback from 5 to 4 loses the PDPTRs: the older build reloads them from guest
+/// memory, which differs only for a PAE guest that rewrote its PDPT without reloading CR3.
 ///
 /// Rollback from 4 to 3 and older: those builds know guest memory only inside the state
 /// ([`MemoryRegionState::contents`]). A state whose memory is in a memory file or a diff
@@ -76,7 +90,7 @@ pub const CURRENT_APP_VERSION: u16 = APP_VERSION_4;
 ///
 /// ```
 /// # #[cfg(target_arch = "x86_64")] {
-/// use kvm_state::{version_map as kvm_state_map, APP_VERSION_2};
+/// use kvm_state::{version_map as kvm_state_map, APP_VERSION_2, CURRENT_APP_VERSION};
 /// use kvm_state::{ClockState, VcpuState};
 /// use versionize::prelude::*;
 ///
@@ -95,6 +109,9 @@ pub const CURRENT_APP_VERSION: u16 = APP_VERSION_4;
 ///     map.new_version() // app 3: kvm-state's app version 2
 ///         .adopt(&kvm_state_map(), APP_VERSION_2)
 ///         .expect("kvm-state has app version 2");
+///     map.new_version() // app 4: kvm-state's newest app version
+///         .adopt(&kvm_state_map(), CURRENT_APP_VERSION)
+///         .expect("kvm-state has its current app version");
 ///     map
 /// }
 ///
@@ -102,6 +119,7 @@ pub const CURRENT_APP_VERSION: u16 = APP_VERSION_4;
 /// assert_eq!(map.get_type_version(2, VcpuState::type_id()), 1);
 /// assert_eq!(map.get_type_version(3, VcpuState::type_id()), 2);
 /// assert_eq!(map.get_type_version(3, ClockState::type_id()), 2);
+/// assert_eq!(map.get_type_version(4, VcpuState::type_id()), VcpuState::version());
 /// versionize::schema::check_latest::<VmmState>(&map).unwrap();
 /// # }
 /// ```
@@ -137,10 +155,17 @@ pub fn version_map() -> VersionMap {
     // App version 3.
     map.new_version()
         .set_type_version(MicrovmState::type_id(), 2);
-    // ---- App version 4 (guest memory files, issue 14) ----
+    // ---- releases (issue 15): app versions 4 and 5, begin ----
+    // App version 4 (release 0.2.0): nested-virtualization state.
+    map.new_version().set_type_version(VcpuState::type_id(), 3);
+    // App version 5 (release 0.3.0): the PAE PDPTRs.
+    map.new_version()
+        .set_type_version(crate::vcpu::Sregs::type_id(), 2);
+    // ---- releases (issue 15): app versions 4 and 5, end ----
+    // ---- App version 6 (guest memory files, issue 14) ----
     map.new_version()
         .set_type_version(MicrovmState::type_id(), 3);
-    // ---- end of app version 4 ----
+    // ---- end of app version 6 ----
     map
 }
 
@@ -285,7 +310,7 @@ impl MicrovmState {
 
     /// Refuses to write a state whose memory is outside it at an app version before 4.
     fn check_writable_at(&self, app_version: u16) -> Result<()> {
-        if app_version < APP_VERSION_4 && self.memory_source.is_outside() {
+        if app_version < APP_VERSION_6 && self.memory_source.is_outside() {
             return Err(KvmStateError::MemoryOutsideState { app_version });
         }
         Ok(())
@@ -541,7 +566,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kvm-state-microvm-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let state = sample();
-        for app_version in [APP_VERSION_1, APP_VERSION_2, APP_VERSION_3, APP_VERSION_4] {
+        for app_version in [
+            APP_VERSION_1,
+            APP_VERSION_2,
+            APP_VERSION_3,
+            APP_VERSION_4,
+            APP_VERSION_5,
+            APP_VERSION_6,
+        ] {
             let path = dir.join(format!("v{app_version}.snap"));
             state.save_to_file(&path, app_version).unwrap();
             let bytes = std::fs::read(&path).unwrap();

@@ -130,6 +130,7 @@ fn vcpu(id: u32, rng: &mut Rng) -> VcpuState {
             ..Default::default()
         },
         tsc_khz: Some(2_999_999),
+        nested_state: None,
     }
 }
 

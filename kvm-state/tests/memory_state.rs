@@ -1,4 +1,4 @@
-//! A `MicrovmState` with its guest memory in a file beside the state file (app version 4):
+//! A `MicrovmState` with its guest memory in a file beside the state file (app version 6):
 //! save and load (lazy and eager), older app versions (memory inline, or a named refusal),
 //! old snapshots with memory inside, diff snapshots and their chains, and the controls.
 
@@ -10,7 +10,7 @@ mod memory_support;
 use common::TempDir;
 use kvm_state::{
     check_state, version_map, GuestMemoryMapping, KvmStateError, MemoryError, MemoryRegionState,
-    MemorySource, MicrovmState, RestoreMode, APP_VERSION_3, APP_VERSION_4, CURRENT_APP_VERSION,
+    MemorySource, MicrovmState, RestoreMode, APP_VERSION_3, APP_VERSION_6, CURRENT_APP_VERSION,
     PAGE_SIZE,
 };
 use memory_support::{clean_bitmap, dirty_pages, flip_byte, patterned, set_len, Rng};
@@ -75,7 +75,7 @@ fn test_save_with_memory_records_each_region_and_restores_lazy_and_eager() {
 
     for mode in [RestoreMode::Lazy, RestoreMode::Eager] {
         let (loaded, app_version, restored) = MicrovmState::load_with_memory(&path, mode).unwrap();
-        assert_eq!(app_version, APP_VERSION_4);
+        assert_eq!(app_version, APP_VERSION_6);
         assert_eq!(loaded, written);
         assert_eq!(restored[0].is_file_backed(), mode == RestoreMode::Lazy);
         assert_same(&restored, &memory);
@@ -131,10 +131,10 @@ fn test_save_with_memory_for_app_version_3_refuses_memory_over_the_cap() {
         assert!(!path.exists());
         assert!(!MicrovmState::memory_file_path(&path).exists());
     }
-    // The same memory at app version 4 is fine.
+    // The same memory at app version 6 is fine.
     let memory = [GuestMemoryMapping::anonymous(0, 12 * MIB).unwrap()];
     state(1)
-        .save_with_memory(&path, APP_VERSION_4, &regions(&memory))
+        .save_with_memory(&path, APP_VERSION_6, &regions(&memory))
         .unwrap();
 }
 
@@ -144,9 +144,9 @@ fn test_state_with_memory_outside_is_never_written_for_app_version_3() {
     let path = dir.path().join("vm.snap");
     let memory = two_regions();
     let written = state(1)
-        .save_with_memory(&path, APP_VERSION_4, &regions(&memory))
+        .save_with_memory(&path, APP_VERSION_6, &regions(&memory))
         .unwrap();
-    for app_version in 1..APP_VERSION_4 {
+    for app_version in 1..APP_VERSION_6 {
         let old = dir.path().join(format!("v{app_version}.snap"));
         assert!(matches!(
             written.save_to_file(&old, app_version),

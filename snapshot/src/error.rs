@@ -115,6 +115,27 @@ pub enum SnapshotError {
         /// The limit.
         limit: u64,
     },
+    /// A snapshot's info side file (`<snapshot>.info`) is malformed.
+    #[error("{} line {line}: {reason}", path.display())]
+    WriterInfo {
+        /// The side file.
+        path: PathBuf,
+        /// The first line at fault (1 is the header).
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A snapshot's info side file describes another save of it (another CRC-64 or data
+    /// version), e.g. one left over by a build that saved without rewriting it.
+    #[error("{} describes the snapshot with crc64 {info_crc:#018x}, the snapshot has {snapshot_crc:#018x}", path.display())]
+    WriterInfoStale {
+        /// The side file.
+        path: PathBuf,
+        /// The CRC-64 the side file names.
+        info_crc: u64,
+        /// The snapshot's stored CRC-64.
+        snapshot_crc: u64,
+    },
     /// Encoding or decoding the header or the state failed.
     #[error("state: {0}")]
     Versionize(#[from] VersionizeError),

@@ -24,6 +24,7 @@ mod file;
 mod info;
 pub mod magic;
 mod snapshot;
+mod writer_info;
 
 pub use crate::error::{Result, SnapshotError};
 #[doc(hidden)]
@@ -34,6 +35,9 @@ pub use crate::magic::{arch_of_magic, get_format_version};
 pub use crate::snapshot::{
     LoadOptions, Snapshot, SnapshotHdr, BUDGET_PER_STATE_BYTE, CRC_LEN, DEFAULT_MAX_STATE_LEN,
     FORMAT_VERSION, HEADER_LEN, MAGIC_LEN, MIN_SNAPSHOT_LEN,
+};
+pub use crate::writer_info::{
+    schema_fingerprint, writer_info_path, WriterInfo, MAX_WRITER_INFO_LEN, WRITER_INFO_HEADER,
 };
 
 /// The seed API's name for [`SnapshotError`].

@@ -14,7 +14,7 @@ use super::{
     GuestMemoryMapping, GuestRegionBytes, MemoryDiffInfo, MemoryFileDescriptor, MemoryLayerId,
 };
 use crate::error::{KvmStateError, Result};
-use crate::microvm::{MemoryRegionState, MemorySource, MicrovmState, APP_VERSION_4};
+use crate::microvm::{MemoryRegionState, MemorySource, MicrovmState, APP_VERSION_6};
 
 /// What the loads return: the state, the app version it was written at, and guest memory.
 type Loaded = (MicrovmState, u16, Vec<GuestMemoryMapping>);
@@ -32,7 +32,7 @@ impl MicrovmState {
     /// beside it, at `app_version` of [`version_map`](crate::version_map); returns the state
     /// as written. The regions replace [`memory`](Self::memory).
     ///
-    /// From app version 4 on, memory goes raw and page-aligned into
+    /// From app version 6 on, memory goes raw and page-aligned into
     /// [`memory_file_path`](Self::memory_file_path)`(path)` at sequential-write bandwidth
     /// ([`save_memory_file`]) and the state records it ([`MemorySource::File`]); the memory
     /// file is written first and the state file last, each replaced atomically, so the state
@@ -74,7 +74,7 @@ impl MicrovmState {
     ) -> Result<MicrovmState> {
         let path = path.as_ref();
         let mut state = self.clone();
-        if app_version >= APP_VERSION_4 {
+        if app_version >= APP_VERSION_6 {
             let descriptor = save_memory_file(Self::memory_file_path(path), regions)?;
             state.memory = regions_without_contents(regions);
             state.memory_source = MemorySource::File(descriptor);
@@ -131,7 +131,7 @@ impl MicrovmState {
         regions: &[DiffRegion<'_>],
     ) -> Result<(MicrovmState, MemoryDiffInfo)> {
         let path = path.as_ref();
-        if app_version < APP_VERSION_4 {
+        if app_version < APP_VERSION_6 {
             return Err(KvmStateError::MemoryOutsideState { app_version });
         }
         let info = save_memory_diff(Self::memory_file_path(path), base, regions)?;
@@ -253,7 +253,7 @@ impl MicrovmState {
         )?;
         let mut state = chain.state;
         state.memory_source = MemorySource::File(descriptor);
-        state.save_to_file(out, chain.app_version.max(APP_VERSION_4))?;
+        state.save_to_file(out, chain.app_version.max(APP_VERSION_6))?;
         Ok(state)
     }
 

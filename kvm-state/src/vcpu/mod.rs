@@ -10,11 +10,15 @@
 //! | `events.rs` | [`VcpuEvents`] | `KVM_{GET,SET}_VCPU_EVENTS` |
 //! | `cpuid.rs` | [`Cpuid`], [`check_cpuid`] | `KVM_{GET,SET}_CPUID2` |
 //! | `tsc.rs` | `tsc_khz`, [`restore_tsc_khz`] | `KVM_{GET,SET}_TSC_KHZ` |
+//! | `nested.rs` | `nested_state` | `KVM_{GET,SET}_NESTED_STATE` |
+//! | `pdptrs.rs` | [`Sregs::pdptrs`] | `KVM_{GET,SET}_SREGS2` |
 //! | `../msr.rs` | [`Msrs`] | `KVM_{GET,SET}_MSRS` |
 
 mod cpuid;
 mod events;
 mod lapic;
+mod nested;
+mod pdptrs;
 mod regs;
 mod tsc;
 mod xsave;
@@ -70,17 +74,31 @@ pub struct VcpuState {
     /// `None`, and [`restore_vcpu`] then leaves the target vCPU's frequency as it is.
     #[version(start = 2)]
     pub tsc_khz: Option<u32>,
+    /// Nested-virtualization state (`KVM_GET_NESTED_STATE`: the kernel's header and VMX or
+    /// SVM data, as the kernel lays it out), `None` when the host's KVM has no
+    /// `KVM_CAP_NESTED_STATE`.
+    ///
+    /// Added in version 3 of `VcpuState` (app version 4): a guest hypervisor's nested guest
+    /// (its VMCS12 or VMCB12, its VMXON) lives only in KVM and was lost by every snapshot
+    /// before. Snapshots of app versions 1 to 3 read `None`; a rollback to them drops the state,
+    /// which is what those builds restore anyway (they never wrote it).
+    #[version(start = 3)]
+    pub nested_state: Option<Vec<u8>>,
 }
 
 impl VcpuState {
     /// Checks what can be checked without a host: the CPUID table's shape ([`Cpuid::check`]),
-    /// a 1024-word xsave region, a 1024-byte LAPIC page and at most 16 XCRs, the sizes of the
+    /// a 1024-word xsave region, a 1024-byte LAPIC page, at most 16 XCRs and a nested state
+    /// within the kernel's sizes, the sizes of the
     /// kernel structures they become.
     ///
     /// # Errors
     ///
     /// [`KvmStateError::BadLength`] naming the field, [`KvmStateError::CpuidDuplicate`].
     pub fn check(&self) -> Result<()> {
+        if let Some(blob) = &self.nested_state {
+            nested::check_nested_state(blob)?;
+        }
         self.cpuid.check()?;
         self.xsave.check()?;
         kvm_xcrs::try_from(&self.xcrs)?;
@@ -110,13 +128,15 @@ impl VcpuState {
 pub fn save_vcpu(vm: &VmFd, vcpu: &VcpuFd, msr_indices: &[u32]) -> Result<VcpuState> {
     let host_xsave_size = xsave_size(vm)?;
     let mp_state = lapic::save_mp_state(vcpu)?;
-    let (regs, sregs, debug_regs) = regs::save_registers(vcpu)?;
+    let (regs, mut sregs, debug_regs) = regs::save_registers(vcpu)?;
+    sregs.pdptrs = pdptrs::save_pdptrs(vm, vcpu)?;
     let xsave = xsave::save_xsave(vcpu, host_xsave_size)?;
     let xcrs = xsave::save_xcrs(vcpu)?;
     let lapic = lapic::save_lapic(vcpu)?;
     let msrs = msr::get_msrs(vcpu, msr_indices)?;
     let cpuid = cpuid::save_cpuid(vcpu)?;
     let tsc_khz = tsc::save_tsc_khz(vcpu);
+    let nested_state = nested::save_nested_state(vm, vcpu)?;
     let vcpu_events = events::save_vcpu_events(vcpu)?;
     Ok(VcpuState {
         cpuid,
@@ -130,18 +150,28 @@ pub fn save_vcpu(vm: &VmFd, vcpu: &VcpuFd, msr_indices: &[u32]) -> Result<VcpuSt
         msrs,
         vcpu_events,
         tsc_khz,
+        nested_state,
     })
 }
 
 /// A vCPU state that passed every check that needs no KVM write, converted to the kernel
 /// structures [`restore_vcpu`] passes to KVM.
-#[derive(Debug)]
 pub(crate) struct CheckedVcpu<'a> {
     state: &'a VcpuState,
     cpuid: CpuId,
     xsave: kvm_bindings::Xsave,
     xcrs: kvm_xcrs,
     lapic: kvm_lapic_state,
+    nested: Option<Box<kvm_ioctls::KvmNestedStateBuffer>>,
+}
+
+impl std::fmt::Debug for CheckedVcpu<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedVcpu")
+            .field("state", &self.state)
+            .field("nested", &self.nested.as_ref().map(|n| n.size))
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> CheckedVcpu<'a> {
@@ -156,12 +186,18 @@ impl<'a> CheckedVcpu<'a> {
             .to_kvm(host.xsave_size().unwrap_or(LEGACY_XSAVE_SIZE))?;
         let xcrs = kvm_xcrs::try_from(&state.xcrs)?;
         let lapic = kvm_lapic_state::try_from(&state.lapic)?;
+        let nested = state
+            .nested_state
+            .as_deref()
+            .map(nested::to_kvm)
+            .transpose()?;
         Ok(CheckedVcpu {
             state,
             cpuid,
             xsave,
             xcrs,
             lapic,
+            nested,
         })
     }
 
@@ -175,6 +211,12 @@ impl<'a> CheckedVcpu<'a> {
         lapic::restore_mp_state(vcpu, &state.mp_state)?;
         regs::restore_regs(vcpu, &state.regs)?;
         regs::restore_sregs(vcpu, &state.sregs)?;
+        if let Some(saved) = state.sregs.pdptrs {
+            pdptrs::restore_pdptrs(vcpu, &state.sregs, saved)?;
+        }
+        if let Some(nested) = &self.nested {
+            nested::restore_nested_state(vcpu, nested)?;
+        }
         xsave::restore_xsave(vcpu, &self.xsave)?;
         xsave::restore_xcrs(vcpu, &self.xcrs)?;
         regs::restore_debug_regs(vcpu, &state.debug_regs)?;
@@ -210,7 +252,10 @@ pub fn check_vcpu(state: &VcpuState, host: &HostSupport) -> Result<()> {
 /// 3. general purpose registers (`KVM_SET_REGS` drops a pending exception, one reason the
 ///    events come last);
 /// 4. sregs: control registers and EFER select the mode later state is checked against; also
-///    `IA32_APIC_BASE`, which the LAPIC needs;
+///    `IA32_APIC_BASE`, which the LAPIC needs; then, if saved, the PAE PDPTRs
+///    (`KVM_SET_SREGS2`: `KVM_SET_SREGS` reloaded them from guest memory);
+///    then the nested state, if saved (KVM checks it against EFER.SVME and CR4.VMXE), before
+///    the MSRs and events;
 /// 5. xsave and 6. XCRs, after CPUID and sregs (checked against the guest CPUID);
 /// 7. debug registers;
 /// 8. the LAPIC, after sregs and before the MSRs (`IA32_TSC_DEADLINE` is accepted only once
@@ -235,7 +280,9 @@ pub fn restore_vcpu(vcpu: &VcpuFd, state: &VcpuState, host: &HostSupport) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::KvmStateError;
     use crate::test_util::at_app_version;
+    use nested::NESTED_STATE_HEADER_SIZE;
 
     #[test]
     fn test_vcpu_state_versions() {
@@ -264,6 +311,46 @@ mod tests {
                 ..state.clone()
             }
         );
-        assert_eq!(VcpuState::version(), 2);
+    }
+
+    #[test]
+    fn test_vcpu_state_nested_state_from_app_version_4() {
+        let mut blob = vec![0x11; NESTED_STATE_HEADER_SIZE + 8];
+        blob[4..8].copy_from_slice(&136u32.to_le_bytes());
+        let state = VcpuState {
+            tsc_khz: Some(2_500_000),
+            nested_state: Some(blob),
+            ..Default::default()
+        };
+        let (v4, v4_len) = at_app_version(&state, 4);
+        assert_eq!(v4, state);
+        // App version 3 (`VcpuState` v2) has no `nested_state`: the tag, the length and the
+        // blob fewer, and it reads back as `None`.
+        let (v3, v3_len) = at_app_version(&state, 3);
+        assert_eq!(v4_len - v3_len, 1 + 8 + 136);
+        assert_eq!(
+            v3,
+            VcpuState {
+                nested_state: None,
+                ..state.clone()
+            }
+        );
+        assert_eq!(VcpuState::version(), 3);
+    }
+
+    #[test]
+    fn test_vcpu_state_check_refuses_bad_nested_state() {
+        let state = VcpuState {
+            nested_state: Some(vec![0; 3]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            state.check(),
+            Err(KvmStateError::BadLength {
+                what: "nested state",
+                found: 3,
+                ..
+            })
+        ));
     }
 }

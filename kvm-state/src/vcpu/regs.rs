@@ -233,6 +233,17 @@ pub struct Sregs {
     pub apic_base: u64,
     /// Bitmap of pending external interrupts (256 bits).
     pub interrupt_bitmap: [u64; 4],
+    /// The four PAE page-directory-pointer-table entries the CPU holds (`KVM_GET_SREGS2`
+    /// with `KVM_SREGS2_FLAGS_PDPTRS_VALID`), `None` when the vCPU is not in PAE paging mode
+    /// or the host's KVM has no `KVM_CAP_SREGS2`.
+    ///
+    /// Added in version 2 of `Sregs` (app version 5). A PAE guest's CPU loads the PDPTRs when
+    /// CR3 is written and uses them until the next load, even if the guest rewrites the table
+    /// in memory; `KVM_SET_SREGS` reloads them from memory instead, so a restore without them
+    /// can change a 32-bit PAE guest's address space under it. Snapshots of app versions 1
+    /// to 4 read `None` (the PDPTRs are reloaded from memory, what those builds always did).
+    #[version(start = 2)]
+    pub pdptrs: Option<[u64; 4]>,
 }
 
 impl From<&kvm_sregs> for Sregs {
@@ -256,6 +267,7 @@ impl From<&kvm_sregs> for Sregs {
             efer: s.efer,
             apic_base: s.apic_base,
             interrupt_bitmap: s.interrupt_bitmap,
+            pdptrs: None,
         }
     }
 }
@@ -363,7 +375,24 @@ pub(super) fn restore_debug_regs(vcpu: &VcpuFd, debug_regs: &DebugRegs) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{patterned, through_bytes};
+    use crate::test_util::{at_app_version, patterned, through_bytes};
+
+    #[test]
+    fn test_sregs_pdptrs_from_app_version_5() {
+        let sregs = Sregs {
+            cr3: 0x1000,
+            pdptrs: Some([0x2001, 0x3001, 0, 0]),
+            ..Default::default()
+        };
+        let (v5, v5_len) = at_app_version(&sregs, 5);
+        assert_eq!(v5, sregs);
+        // App version 4 (`Sregs` v1): no PDPTRs, 33 bytes fewer (tag and four u64), `None`
+        // back, so the restore reloads them from memory as the older builds did.
+        let (v4, v4_len) = at_app_version(&sregs, 4);
+        assert_eq!(v5_len - v4_len, 33);
+        assert_eq!(v4.pdptrs, None);
+        assert_eq!(Sregs::version(), 2);
+    }
 
     #[test]
     fn test_regs_roundtrip() {
