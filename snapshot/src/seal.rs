@@ -1080,6 +1080,23 @@ impl<R: Read> OpenReader<R> {
         &self.header
     }
 
+    /// Verifies whatever remains of the file (payload not read yet is checked and dropped)
+    /// and that nothing follows its last chunk. Call it after reading a payload with
+    /// `read_exact`, which stops at the payload's length and so never sees the end of file.
+    ///
+    /// # Errors
+    /// [`SnapshotError::Tampered`], [`SnapshotError::Truncated`],
+    /// [`SnapshotError::Extended`], [`SnapshotError::Io`].
+    pub fn finish(mut self) -> Result<SealedHeader> {
+        loop {
+            self.released = self.filled;
+            self.fill()?;
+            if self.done {
+                return Ok(self.header.clone());
+            }
+        }
+    }
+
     /// Reads and verifies the next chunk into the buffer.
     fn next_chunk(&mut self) -> Result<()> {
         let len = self.header.chunk_len(self.index);
@@ -1326,6 +1343,24 @@ fn open_checked(
         })?;
     check_len(reader.header(), len).map_err(|e| e.at_path(source))?;
     Ok(reader)
+}
+
+/// Verifies the sealed file `path` with `key` without keeping its payload: its length, its
+/// header and every chunk (`vmstate verify`). Reads the file once, one chunk in memory.
+///
+/// # Errors
+/// As [`open_file`].
+pub fn verify_sealed_file(
+    key: &SealKey,
+    path: impl AsRef<Path>,
+    expected: Option<&SealedFileRef>,
+) -> Result<SealedHeader> {
+    let path = path.as_ref();
+    let reader = open_checked(key, path, expected)?;
+    reader.finish().map_err(|e| match e {
+        SnapshotError::Io { source, .. } => SnapshotError::file("read", path, source),
+        other => other.at_path(path),
+    })
 }
 
 /// Seals `payload` (a snapshot's state, as [`Snapshot::save`](crate::Snapshot::save)

@@ -727,3 +727,53 @@ fn test_seal_errors_are_one_line() {
         assert_eq!(message, message.to_string().trim());
     }
 }
+
+#[test]
+fn test_seal_reader_finish_checks_what_read_exact_leaves() {
+    let key = key(14);
+    let payload = payload(5 * CHUNK as usize);
+    let (sealed, _) =
+        seal_bytes(&key, &options(SealAlgorithm::ChaCha20Poly1305), &payload).unwrap();
+
+    // read_exact stops at the payload's length: finish sees the appended byte.
+    let mut extended = sealed.clone();
+    extended.push(1);
+    let mut reader = open_reader(&key, &extended[..], None).unwrap();
+    let mut out = vec![0; payload.len()];
+    reader.read_exact(&mut out).unwrap();
+    assert_eq!(out, payload);
+    let error = reader.finish().unwrap_err();
+    assert!(matches!(error, SnapshotError::Extended { .. }), "{error}");
+
+    // finish without reading verifies every chunk.
+    let mut bad = sealed.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let error = open_reader(&key, &bad[..], None)
+        .unwrap()
+        .finish()
+        .unwrap_err();
+    assert!(
+        matches!(error, SnapshotError::Tampered { chunk: Some(4), .. }),
+        "{error}"
+    );
+    let header = open_reader(&key, &sealed[..], None)
+        .unwrap()
+        .finish()
+        .unwrap();
+    assert_eq!(header.payload_len, payload.len() as u64);
+
+    let dir = TempDir::new("verify");
+    let path = dir.path("sealed");
+    std::fs::write(&path, &sealed).unwrap();
+    snapshot::verify_sealed_file(&key, &path, None).unwrap();
+    std::fs::write(&path, &bad).unwrap();
+    let error = snapshot::verify_sealed_file(&key, &path, None).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: sealed chunk 4 fails authentication (tampered with, reordered or from another file)",
+            path.display()
+        )
+    );
+}
