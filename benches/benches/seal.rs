@@ -86,8 +86,8 @@ impl Drop for BenchDir {
 /// Opens a sealed memory file into new anonymous guest memory, verifying every chunk.
 fn open_load(key: &SealKey, path: &PathBuf, file: &SealedFileRef) -> GuestMemoryMapping {
     let sealed = File::open(path).expect("open");
-    let mut reader = open_reader(key, BufReader::with_capacity(0, sealed), Some(file))
-        .expect("sealed header");
+    let mut reader =
+        open_reader(key, BufReader::with_capacity(0, sealed), Some(file)).expect("sealed header");
     let mut memory = GuestMemoryMapping::anonymous(0, file.payload_len).expect("memory");
     reader
         .read_exact(memory.as_mut_slice())
@@ -123,7 +123,10 @@ fn bench_seal(c: &mut Criterion) {
         });
         let file = save_sealed(&key, &options, memory.as_slice(), &sealed).expect("seal");
         let opened = open_load(&key, &sealed, &file);
-        assert!(opened.as_slice() == memory.as_slice(), "{algorithm} round trip");
+        assert!(
+            opened.as_slice() == memory.as_slice(),
+            "{algorithm} round trip"
+        );
         drop(opened);
         group.bench_function(format!("open_load_{algorithm}"), |b| {
             b.iter(|| open_load(&key, black_box(&sealed), &file));
