@@ -12,8 +12,15 @@
 //!
 //! Loading checks, in order: the length against the state cap, the magic (naming the
 //! architecture of a foreign file), the format version, the CRC, the data version, the state
-//! and that nothing trails it. Saving to a path is atomic. The full byte layout with a worked
-//! example follows.
+//! and that nothing trails it. Saving to a path is atomic.
+//!
+//! Optionally, a snapshot's files (the state and its guest memory files) are *sealed*:
+//! authenticated with HMAC-SHA256 or encrypted with ChaCha20-Poly1305 or AES-256-GCM under a
+//! caller's [`SealKey`], in chunks that a reader releases only once verified ([`seal_file`],
+//! [`open_file`], [`save_sealed`], [`load_sealed`], [`seal_writer`], [`open_reader`]).
+//! Plain files stay the default.
+//!
+//! The full byte layout with a worked example follows.
 //!
 #![doc = include_str!("../../docs/FORMAT.md")]
 #![forbid(unsafe_code)]
