@@ -777,3 +777,38 @@ fn test_seal_reader_finish_checks_what_read_exact_leaves() {
         )
     );
 }
+
+#[test]
+fn test_seal_reader_never_leaves_unverified_bytes_in_the_callers_buffer() {
+    let key = key(15);
+    for algorithm in SealAlgorithm::ALL {
+        let payload = payload(3 * CHUNK as usize);
+        let (sealed, _) = seal_bytes(&key, &options(algorithm), &payload).unwrap();
+        let start = header_len(&sealed, &key);
+        let record = CHUNK as usize + SEAL_TAG_LEN;
+        // Chunk 1's tag changed, then the file cut in the middle of chunk 2.
+        let mut bad = sealed.clone();
+        bad[start + 2 * record - 1] ^= 1;
+        let cut = &sealed[..start + 2 * record + 10];
+        for (input, failing) in [(&bad[..], 1usize), (cut, 2)] {
+            let mut reader = open_reader(&key, input, None).unwrap();
+            // Reads of a whole chunk or more verify in place in the caller's buffer.
+            let mut out = vec![0xee; payload.len()];
+            let mut filled = 0;
+            let error = loop {
+                match reader.read(&mut out[filled..]) {
+                    Ok(0) => panic!("{algorithm}: end of file"),
+                    Ok(n) => filled += n,
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!(filled, failing * CHUNK as usize, "{algorithm}: {error}");
+            assert_eq!(out[..filled], payload[..filled]);
+            let chunk = &out[filled..filled + CHUNK as usize];
+            assert!(
+                chunk.iter().all(|&b| b == 0),
+                "{algorithm}: unverified bytes of chunk {failing} left in the buffer"
+            );
+        }
+    }
+}

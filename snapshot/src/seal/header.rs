@@ -103,7 +103,7 @@ pub struct SealedFileRef {
     pub payload_len: u64,
 }
 
-/// How [`seal_writer`] and the other sealing functions seal.
+/// How [`seal_writer`](crate::seal_writer) and the other sealing functions seal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SealOptions {
     pub(super) algorithm: SealAlgorithm,
@@ -137,7 +137,7 @@ impl SealOptions {
     }
 
     /// Lists `file` in the header: a state file lists the memory files sealed with it, and
-    /// whoever opens the state opens them with [`open_reader`]'s `expected` set to the
+    /// whoever opens the state opens them with [`open_reader`](crate::open_reader)'s `expected` set to the
     /// listed reference, so a memory file of another snapshot is refused.
     pub fn with_companion(mut self, file: SealedFileRef) -> SealOptions {
         self.companions.push(file);
@@ -175,7 +175,7 @@ impl SealOptions {
     }
 }
 
-/// The authenticated header of a sealed file, as [`open_reader`] read it.
+/// The authenticated header of a sealed file, as [`open_reader`](crate::open_reader) read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SealedHeader {
     /// How the file is sealed.

@@ -186,7 +186,7 @@ pub struct OpenReader<R: Read> {
     keys: FileKeys,
     /// Index of the next chunk to read.
     index: u64,
-    /// The verified plaintext of the current chunk (tag space included).
+    /// The verified plaintext of the current chunk.
     buffer: Vec<u8>,
     /// Plaintext bytes of `buffer`, and how many were released.
     filled: usize,
@@ -274,13 +274,35 @@ impl<R: Read> OpenReader<R> {
     /// Reads and verifies the next chunk into the buffer.
     fn next_chunk(&mut self) -> Result<()> {
         let len = self.header.chunk_len(self.index);
-        let record = len + SEAL_TAG_LEN;
-        if self.buffer.len() < record {
-            self.buffer.resize(record, 0);
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.resize(len, 0);
+        let read = self.read_chunk_into(&mut buffer);
+        self.buffer = buffer;
+        read?;
+        self.filled = len;
+        self.released = 0;
+        Ok(())
+    }
+
+    /// Reads the next chunk and its tag, and verifies (and decrypts) the chunk in `body`,
+    /// which is exactly as long as the chunk. On error `body` is zeroed: no unverified
+    /// byte is left where the caller can see it.
+    fn read_chunk_into(&mut self, body: &mut [u8]) -> Result<()> {
+        let result = self.read_and_verify(body);
+        if result.is_err() {
+            body.zeroize();
         }
-        let got = read_full(&mut self.inner, &mut self.buffer[..record])?;
+        result
+    }
+
+    fn read_and_verify(&mut self, body: &mut [u8]) -> Result<()> {
+        let mut tag = [0u8; SEAL_TAG_LEN];
+        let mut got = read_full(&mut self.inner, body)?;
+        if got == body.len() {
+            got += read_full(&mut self.inner, &mut tag)?;
+        }
         self.position += got as u64;
-        if got < record {
+        if got < body.len() + SEAL_TAG_LEN {
             return Err(SnapshotError::Truncated {
                 path: None,
                 len: self.position,
@@ -288,21 +310,17 @@ impl<R: Read> OpenReader<R> {
             });
         }
         let last = self.index + 1 == self.header.chunk_count();
-        let (body, tag) = self.buffer[..record].split_at_mut(len);
         if !self
             .keys
             .chunk
-            .open(&self.keys.header_tag, &nonce(self.index, last), body, tag)
+            .open(&self.keys.header_tag, &nonce(self.index, last), body, &tag)
         {
-            body.zeroize();
             return Err(SnapshotError::Tampered {
                 path: None,
                 chunk: Some(self.index),
             });
         }
         self.index += 1;
-        self.filled = len;
-        self.released = 0;
         Ok(())
     }
 
@@ -337,10 +355,19 @@ impl<R: Read> Read for OpenReader<R> {
         if out.is_empty() {
             return Ok(0);
         }
-        self.fill().map_err(|e| match e {
+        let to_io = |e| match e {
             SnapshotError::Io { source, .. } => source,
             other => io::Error::other(other),
-        })?;
+        };
+        if self.released == self.filled && self.index < self.header.chunk_count() {
+            // A whole chunk fits the caller's buffer: verify it there, saving a copy.
+            let len = self.header.chunk_len(self.index);
+            if len > 0 && out.len() >= len {
+                self.read_chunk_into(&mut out[..len]).map_err(to_io)?;
+                return Ok(len);
+            }
+        }
+        self.fill().map_err(to_io)?;
         let n = out.len().min(self.filled - self.released);
         out[..n].copy_from_slice(&self.buffer[self.released..self.released + n]);
         self.released += n;
