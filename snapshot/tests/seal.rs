@@ -812,3 +812,19 @@ fn test_seal_reader_never_leaves_unverified_bytes_in_the_callers_buffer() {
         }
     }
 }
+
+#[test]
+fn test_seal_algorithm_names_round_trip_and_preferred_encrypts() {
+    for algorithm in SealAlgorithm::ALL {
+        assert_eq!(SealAlgorithm::from_name(algorithm.name()), Some(algorithm));
+    }
+    assert_eq!(SealAlgorithm::from_name("aes-128-gcm"), None);
+    let preferred = SealAlgorithm::preferred_encryption();
+    assert!(preferred.encrypts());
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("aes")
+        && std::arch::is_x86_feature_detected!("pclmulqdq")
+    {
+        assert_eq!(preferred, SealAlgorithm::Aes256Gcm);
+    }
+}
