@@ -38,7 +38,7 @@ impl SealAlgorithm {
     ];
 
     /// The faster encryption on this CPU: AES-256-GCM where x86_64 has AES-NI and PCLMULQDQ
-    /// (measured faster than ChaCha20-Poly1305 there, benches/README.md), ChaCha20-Poly1305
+    /// (as fast as or faster than ChaCha20-Poly1305 there, benches/README.md), ChaCha20-Poly1305
     /// elsewhere (AES in software is slow).
     pub fn preferred_encryption() -> SealAlgorithm {
         #[cfg(target_arch = "x86_64")]
