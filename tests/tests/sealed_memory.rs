@@ -193,3 +193,25 @@ fn test_sealed_memory_file_with_a_changed_byte_is_refused() {
         "no plaintext left for a lazy restore to map"
     );
 }
+
+#[test]
+fn test_sealed_memory_straight_from_guest_memory_restores_like_the_memory_file() {
+    let dir = TempDir::new("parts");
+    let key = SealKey::generate().unwrap();
+    let memory = guest(4);
+    let (state, _) = save(&key, &dir, "vm", &memory);
+    let (descriptor, _) = open_state(&key, &state);
+
+    // The regions sealed back to back with no plain copy on disk: the payload is the
+    // memory file's bytes, so the descriptor of a plain save describes it.
+    let parts: Vec<&[u8]> = memory.iter().map(GuestMemoryMapping::as_slice).collect();
+    let direct = dir.path("direct.mem");
+    let options = SealOptions::new(SealAlgorithm::preferred_encryption()).with_label("memory");
+    let listed = snapshot::save_sealed_parts(&key, &options, &parts, &direct).unwrap();
+    assert_eq!(listed.payload_len, descriptor.file_len());
+    let restored = restore_eager(&key, &direct, &descriptor, &listed).unwrap();
+    assert!(same(&restored, &memory));
+    let plain = dir.path("direct.mem.opened");
+    open_file(&key, &direct, &plain, Some(&listed)).unwrap();
+    verify_memory_file(&plain, &descriptor).unwrap();
+}

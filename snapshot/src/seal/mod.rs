@@ -267,12 +267,32 @@ pub fn save_sealed(
     payload: &[u8],
     dest: impl AsRef<Path>,
 ) -> Result<SealedFileRef> {
+    save_sealed_parts(key, options, &[payload], dest)
+}
+
+/// Seals the concatenation of `parts` into the file `dest`, atomically: guest memory
+/// regions, back to back in the layout of a memory file, sealed straight from guest memory
+/// with no plain copy on disk.
+///
+/// # Errors
+/// As [`save_sealed`].
+pub fn save_sealed_parts(
+    key: &SealKey,
+    options: &SealOptions,
+    parts: &[&[u8]],
+    dest: impl AsRef<Path>,
+) -> Result<SealedFileRef> {
+    let len = parts
+        .iter()
+        .fold(0u64, |sum, part| sum.saturating_add(part.len() as u64));
     let mut sealed = None;
     atomic_write_with_faults(
         dest.as_ref(),
         &mut |out| {
-            let mut writer = seal_writer(key, options, payload.len() as u64, out)?;
-            writer.write_all(payload).map_err(from_io)?;
+            let mut writer = seal_writer(key, options, len, out)?;
+            for part in parts {
+                writer.write_all(part).map_err(from_io)?;
+            }
             sealed = Some(writer.finish()?);
             Ok(())
         },
