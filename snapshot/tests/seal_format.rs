@@ -104,6 +104,11 @@ fn test_seal_golden_hmac_file_matches_the_documented_layout() {
     let key_id = hmac(&key, &[b"vmstate seal v1 key id"]);
     assert_eq!(&sealed[24..40], &key_id[..16]);
     assert_eq!(golden_key().id().0, key_id[..16]);
+    // The check value docs/FORMAT.md gives.
+    assert_eq!(
+        golden_key().id().to_string(),
+        "b05f1524230566c4c7bde71fecdd7f64"
+    );
     let file_id = &sealed[40..72];
     let variable_len = u32::from_le_bytes(sealed[72..76].try_into().unwrap()) as usize;
     let mut variable = vec![5u8];

@@ -192,6 +192,7 @@ impl SealOptions {
 
 /// The authenticated header of a sealed file, as [`open_reader`](crate::open_reader) read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SealedHeader {
     /// How the file is sealed.
     pub algorithm: SealAlgorithm,
