@@ -69,6 +69,17 @@ impl SealKey {
     /// [`SnapshotError::KeyFile`] for a file of another size or content, or one that others
     /// can access; [`SnapshotError::NotRegularFile`], [`SnapshotError::File`] when it cannot
     /// be opened or read.
+    ///
+    /// # Example
+    /// ```
+    /// use snapshot::SealKey;
+    ///
+    /// let path = std::env::temp_dir().join(format!("seal-key-doc-{}", std::process::id()));
+    /// let key = SealKey::generate().unwrap();
+    /// key.write_key_file(&path).unwrap(); // 64 hex digits, mode 0600
+    /// assert_eq!(SealKey::from_key_file(&path).unwrap().id(), key.id());
+    /// # std::fs::remove_file(&path).unwrap();
+    /// ```
     pub fn from_key_file(path: impl AsRef<Path>) -> Result<SealKey> {
         let path = path.as_ref();
         let problem = |problem: String| SnapshotError::KeyFile {

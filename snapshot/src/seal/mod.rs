@@ -157,6 +157,37 @@ fn check_len(header: &SealedHeader, len: u64) -> Result<()> {
 /// As [`seal_writer`] and [`open_regular_file`]; [`SnapshotError::SealLength`] when
 /// `source` changes length while it is read; [`SnapshotError::File`] when writing `dest`
 /// fails (`dest` is then untouched).
+///
+/// # Example
+/// A snapshot's memory file and state sealed together, then opened: the state lists the
+/// memory file, which is opened only as that file.
+/// ```
+/// use snapshot::{load_sealed, open_file, seal_file, save_sealed, SealAlgorithm, SealKey, SealOptions};
+///
+/// let dir = std::env::temp_dir().join(format!("seal-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// std::fs::write(dir.join("vm.mem"), vec![7u8; 8192]).unwrap(); // a plain memory file
+/// let key = SealKey::generate().unwrap();
+/// let options = SealOptions::new(SealAlgorithm::preferred_encryption());
+///
+/// let memory = seal_file(
+///     &key,
+///     &options.clone().with_label("memory"),
+///     dir.join("vm.mem"),
+///     dir.join("vm.mem.sealed"),
+/// )
+/// .unwrap();
+/// let state = b"the state, as Snapshot::save wrote it";
+/// let state_options = options.with_label("state").with_companion(memory);
+/// save_sealed(&key, &state_options, state, dir.join("vm.state.sealed")).unwrap();
+///
+/// let (header, opened) = load_sealed(&key, dir.join("vm.state.sealed"), 1 << 20, None).unwrap();
+/// assert_eq!(opened, state);
+/// let listed = header.companion("memory").unwrap();
+/// open_file(&key, dir.join("vm.mem.sealed"), dir.join("vm.mem.opened"), Some(listed)).unwrap();
+/// assert_eq!(std::fs::read(dir.join("vm.mem.opened")).unwrap(), vec![7u8; 8192]);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
 pub fn seal_file(
     key: &SealKey,
     options: &SealOptions,
