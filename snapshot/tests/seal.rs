@@ -141,9 +141,12 @@ fn class(error: &SnapshotError) -> &'static str {
 #[test]
 fn test_seal_every_byte_changed_is_named() {
     let key = key(2);
-    for algorithm in SealAlgorithm::ALL {
-        // Four chunks, the last one short.
-        let payload = payload(3 * CHUNK as usize + 10);
+    // Empty (one empty chunk), exactly one chunk, and four chunks, the last one short.
+    for (algorithm, len) in SealAlgorithm::ALL
+        .into_iter()
+        .flat_map(|a| [0, CHUNK as usize, 3 * CHUNK as usize + 10].map(|len| (a, len)))
+    {
+        let payload = payload(len);
         let (sealed, _) = seal_bytes(&key, &options(algorithm), &payload).unwrap();
         let header_len = header_len(&sealed, &key);
         let record = CHUNK as usize + SEAL_TAG_LEN;
@@ -159,7 +162,7 @@ fn test_seal_every_byte_changed_is_named() {
                 let length_field = (72..76).contains(&offset) && found == "truncated";
                 assert!(
                     found == expected || length_field,
-                    "{algorithm}: byte {offset} ^ {flip:#x}: {error}"
+                    "{algorithm} {len}: byte {offset} ^ {flip:#x}: {error}"
                 );
                 if let SnapshotError::Tampered {
                     chunk: Some(chunk), ..
