@@ -191,6 +191,15 @@ pub enum SnapshotError {
         /// The file id found (hex).
         found: String,
     },
+    /// A snapshot's files do not match what its sealed state lists: a file given that the
+    /// state does not list, or a listed file missing.
+    #[error("sealed state {}: {problem}", path.display())]
+    SealedSetMismatch {
+        /// The sealed state file.
+        path: PathBuf,
+        /// What does not match (`"lists no file labelled memory.2"`).
+        problem: String,
+    },
     /// A sealed payload got more or fewer bytes than declared when sealing started.
     #[error("sealed payload declared as {declared} bytes, {written} were written")]
     SealLength {

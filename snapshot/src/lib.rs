@@ -40,12 +40,12 @@ pub use crate::file::{open_regular_file, read_regular_file};
 pub use crate::info::SnapshotInfo;
 pub use crate::magic::{arch_of_magic, get_format_version};
 pub use crate::seal::{
-    load_sealed, open_bytes, open_file, open_reader, peek_sealed_header, save_sealed,
-    save_sealed_parts, seal_bytes, seal_file, seal_writer, verify_sealed_file, OpenReader,
-    SealAlgorithm, SealFileId, SealKey, SealKeyId, SealOptions, SealWriter, SealedFileRef,
-    SealedHeader, DEFAULT_SEAL_CHUNK_SIZE, MAX_SEAL_CHUNK_SIZE, MAX_SEAL_COMPANIONS,
-    MAX_SEAL_LABEL_LEN, MIN_SEAL_CHUNK_SIZE, SEAL_FORMAT_VERSION, SEAL_KEY_LEN, SEAL_MAGIC,
-    SEAL_TAG_LEN,
+    load_sealed, open_bytes, open_file, open_reader, open_snapshot_files, peek_sealed_header,
+    save_sealed, save_sealed_parts, seal_bytes, seal_file, seal_snapshot_files, seal_writer,
+    verify_sealed_file, OpenReader, SealAlgorithm, SealFileId, SealKey, SealKeyId, SealOptions,
+    SealWriter, SealedFileRef, SealedHeader, SnapshotFile, DEFAULT_SEAL_CHUNK_SIZE,
+    MAX_SEAL_CHUNK_SIZE, MAX_SEAL_COMPANIONS, MAX_SEAL_LABEL_LEN, MIN_SEAL_CHUNK_SIZE,
+    SEAL_FORMAT_VERSION, SEAL_KEY_LEN, SEAL_MAGIC, SEAL_TAG_LEN,
 };
 pub use crate::snapshot::{
     LoadOptions, Snapshot, SnapshotHdr, BUDGET_PER_STATE_BYTE, CRC_LEN, DEFAULT_MAX_STATE_LEN,

@@ -831,3 +831,152 @@ fn test_seal_algorithm_names_round_trip_and_preferred_encrypts() {
         assert_eq!(preferred, SealAlgorithm::Aes256Gcm);
     }
 }
+
+fn snapshot_file<'a>(
+    label: &'a str,
+    source: &'a Path,
+    dest: &'a Path,
+) -> snapshot::SnapshotFile<'a> {
+    snapshot::SnapshotFile {
+        label,
+        source,
+        dest,
+    }
+}
+
+#[test]
+fn test_seal_snapshot_files_open_all_or_nothing() {
+    use snapshot::{open_snapshot_files, seal_snapshot_files};
+    let dir = TempDir::new("set");
+    let key = key(16);
+    let options = SealOptions::new(SealAlgorithm::preferred_encryption()).with_chunk_size(4096);
+    let p = |name: &str| dir.path(name);
+    let mut state_ref = Vec::new();
+    for (name, seed) in [("a", 1usize), ("b", 2)] {
+        std::fs::write(p(&format!("{name}.state")), payload(100 + seed)).unwrap();
+        std::fs::write(p(&format!("{name}.mem")), payload(10_000 * seed)).unwrap();
+        std::fs::write(p(&format!("{name}.mem2")), payload(5_000 * seed)).unwrap();
+        let (state, mem, mem2) = (
+            p(&format!("{name}.state")),
+            p(&format!("{name}.mem")),
+            p(&format!("{name}.mem2")),
+        );
+        let (state_s, mem_s, mem2_s) = (
+            p(&format!("{name}.state.sealed")),
+            p(&format!("{name}.mem.sealed")),
+            p(&format!("{name}.mem2.sealed")),
+        );
+        state_ref.push(
+            seal_snapshot_files(
+                &key,
+                &options,
+                snapshot_file("state", &state, &state_s),
+                &[
+                    snapshot_file("memory", &mem, &mem_s),
+                    snapshot_file("memory.1", &mem2, &mem2_s),
+                ],
+            )
+            .unwrap(),
+        );
+    }
+    let (out_state, out_mem, out_mem2) = (p("out.state"), p("out.mem"), p("out.mem2"));
+    let open = |state: &str, mem: &str, mem2: &str, expected: Option<&SealedFileRef>| {
+        let (state, mem, mem2) = (p(state), p(mem), p(mem2));
+        let result = open_snapshot_files(
+            &key,
+            snapshot_file("state", &state, &out_state),
+            &[
+                snapshot_file("memory", &mem, &out_mem),
+                snapshot_file("memory.1", &mem2, &out_mem2),
+            ],
+            1 << 20,
+            expected,
+        );
+        let outputs = [&out_state, &out_mem, &out_mem2].map(|p| p.exists());
+        (result, outputs)
+    };
+
+    let (result, outputs) = open(
+        "a.state.sealed",
+        "a.mem.sealed",
+        "a.mem2.sealed",
+        Some(&state_ref[0]),
+    );
+    result.unwrap();
+    assert_eq!(outputs, [true; 3]);
+    assert_eq!(std::fs::read(&out_state).unwrap(), payload(101));
+    assert_eq!(std::fs::read(&out_mem2).unwrap(), payload(5_000));
+    for out in [&out_state, &out_mem, &out_mem2] {
+        std::fs::remove_file(out).unwrap();
+    }
+
+    // The second memory file of b: the first was opened, and is removed again.
+    let (result, outputs) = open("a.state.sealed", "a.mem.sealed", "b.mem2.sealed", None);
+    let error = result.unwrap_err();
+    assert!(
+        matches!(error, SnapshotError::UnexpectedSealedFile { ref label, .. } if label == "memory.1"),
+        "{error}"
+    );
+    assert_eq!(outputs, [false; 3]);
+
+    // b's state where a's is expected (a rollback or a substitution).
+    let (result, outputs) = open(
+        "b.state.sealed",
+        "b.mem.sealed",
+        "b.mem2.sealed",
+        Some(&state_ref[0]),
+    );
+    assert!(matches!(
+        result.unwrap_err(),
+        SnapshotError::UnexpectedSealedFile { .. }
+    ));
+    assert_eq!(outputs, [false; 3]);
+
+    // A listed file not given, and a file the state does not list.
+    let (a_state, a_mem) = (p("a.state.sealed"), p("a.mem.sealed"));
+    let error = open_snapshot_files(
+        &key,
+        snapshot_file("state", &a_state, &out_state),
+        &[snapshot_file("memory", &a_mem, &out_mem)],
+        1 << 20,
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "sealed state {}: lists a file labelled memory.1 that was not given",
+            a_state.display()
+        )
+    );
+    let error = open_snapshot_files(
+        &key,
+        snapshot_file("state", &a_state, &out_state),
+        &[snapshot_file("disk", &a_mem, &out_mem)],
+        1 << 20,
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        error.to_string().ends_with(": lists no file labelled disk"),
+        "{error}"
+    );
+    assert!(!out_state.exists() && !out_mem.exists());
+
+    // Two files with one label are refused when sealing.
+    let error = seal_snapshot_files(
+        &key,
+        &options,
+        snapshot_file("state", &p("a.state"), &p("x.sealed")),
+        &[
+            snapshot_file("memory", &p("a.mem"), &p("y.sealed")),
+            snapshot_file("memory", &p("a.mem2"), &p("z.sealed")),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid seal options: two files labelled memory"
+    );
+    assert!(!p("y.sealed").exists(), "refused before anything is sealed");
+}

@@ -332,6 +332,113 @@ pub fn save_sealed_parts(
     sealed.ok_or_else(|| io::Error::other("nothing sealed").into())
 }
 
+/// One file of a snapshot for [`seal_snapshot_files`] and [`open_snapshot_files`]: its
+/// label (`"state"`, `"memory"`), the file read and the file written.
+#[derive(Clone, Copy, Debug)]
+pub struct SnapshotFile<'a> {
+    /// What the file is; labels of one snapshot's files differ.
+    pub label: &'a str,
+    /// The file read.
+    pub source: &'a Path,
+    /// The file written.
+    pub dest: &'a Path,
+}
+
+/// Seals a snapshot's files together (`vmstate seal`): each companion (the memory files)
+/// first, then the state, whose header lists them. Returns how the state is listed (keep it
+/// in trusted storage to refuse a rollback, docs/SECURITY.md).
+///
+/// # Errors
+/// As [`seal_file`]; [`SnapshotError::SealOptions`] for two files with one label.
+pub fn seal_snapshot_files(
+    key: &SealKey,
+    options: &SealOptions,
+    state: SnapshotFile<'_>,
+    companions: &[SnapshotFile<'_>],
+) -> Result<SealedFileRef> {
+    for (i, file) in companions.iter().enumerate() {
+        let clash = file.label == state.label
+            || companions[..i]
+                .iter()
+                .any(|other| other.label == file.label);
+        if clash {
+            return Err(SnapshotError::SealOptions {
+                problem: format!("two files labelled {}", file.label),
+            });
+        }
+    }
+    let mut state_options = options.clone().with_label(state.label);
+    for file in companions {
+        let sealed = seal_file(
+            key,
+            &options.clone().with_label(file.label),
+            file.source,
+            file.dest,
+        )?;
+        state_options = state_options.with_companion(sealed);
+    }
+    seal_file(key, &state_options, state.source, state.dest)
+}
+
+/// Opens a snapshot's sealed files together (`vmstate open`), all or nothing: the state is
+/// verified in memory (at most `max_state_len` bytes of payload), each companion is opened
+/// only as the file the state lists under its label, and the state is written last. On any
+/// error no output is left behind. With `expected_state` set, a state file with another file
+/// id (an older or another snapshot) is refused.
+///
+/// # Errors
+/// As [`load_sealed`] and [`open_file`]; [`SnapshotError::SealedSetMismatch`] when a file
+/// given is not listed by the state, or a listed one is not given.
+pub fn open_snapshot_files(
+    key: &SealKey,
+    state: SnapshotFile<'_>,
+    companions: &[SnapshotFile<'_>],
+    max_state_len: u64,
+    expected_state: Option<&SealedFileRef>,
+) -> Result<SealedHeader> {
+    let (header, payload) = load_sealed(key, state.source, max_state_len, expected_state)?;
+    let mismatch = |problem: String| SnapshotError::SealedSetMismatch {
+        path: state.source.to_path_buf(),
+        problem,
+    };
+    for file in companions {
+        if header.companion(file.label).is_none() {
+            return Err(mismatch(format!("lists no file labelled {}", file.label)));
+        }
+    }
+    for listed in &header.companions {
+        if !companions.iter().any(|file| file.label == listed.label) {
+            return Err(mismatch(format!(
+                "lists a file labelled {} that was not given",
+                listed.label
+            )));
+        }
+    }
+    let mut written: Vec<&Path> = Vec::with_capacity(companions.len() + 1);
+    let result = (|| {
+        for file in companions {
+            open_file(key, file.source, file.dest, header.companion(file.label))?;
+            written.push(file.dest);
+        }
+        save_plain(state.dest, &payload)
+    })();
+    if result.is_err() {
+        for path in written {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    result.map(|()| header)
+}
+
+/// Writes `bytes` to `dest` atomically.
+fn save_plain(dest: &Path, bytes: &[u8]) -> Result<()> {
+    atomic_write_with_faults(
+        dest,
+        &mut |out| out.write_all(bytes).map_err(SnapshotError::from),
+        &mut |_| Ok(()),
+    )
+}
+
 /// Opens the sealed file `source` into memory: at most `max_payload_len` bytes of payload
 /// (checked against the header before anything is allocated), every chunk verified.
 ///
