@@ -139,6 +139,121 @@ pub enum SnapshotError {
     /// Encoding or decoding the header or the state failed.
     #[error("state: {0}")]
     Versionize(#[from] VersionizeError),
+    /// The file is not a sealed file (see [`crate::open_reader`]).
+    #[error("{}not a sealed file: {found}", at(.path))]
+    NotSealed {
+        /// The file, when reading from a path.
+        path: Option<PathBuf>,
+        /// What it is instead (`"a plain x86_64 snapshot"`, `"magic 0x..."`, `"empty"`).
+        found: String,
+    },
+    /// The sealed file uses a seal format version, algorithm or chunk size this build does
+    /// not read.
+    #[error("{}sealed file {field} {found} is not supported (this build reads {supported})", at(.path))]
+    SealUnsupported {
+        /// The file, when reading from a path.
+        path: Option<PathBuf>,
+        /// The header field (`"format version"`, `"algorithm"`, `"flags"`, `"chunk size"`).
+        field: &'static str,
+        /// Its value in the file.
+        found: u64,
+        /// What this build reads.
+        supported: &'static str,
+    },
+    /// The key given is not the key the file was sealed with.
+    #[error("{}wrong key: the file was sealed with key id {sealed_with}, this key's id is {given}", at(.path))]
+    WrongKey {
+        /// The file, when reading from a path.
+        path: Option<PathBuf>,
+        /// The key id recorded in the file (hex).
+        sealed_with: String,
+        /// The id of the key given (hex).
+        given: String,
+    },
+    /// A part of a sealed file fails authentication: its bytes were changed, chunks were
+    /// reordered, or chunks come from another sealed file.
+    #[error("{}sealed {} fails authentication (tampered with, reordered or from another file)", at(.path), part(.chunk))]
+    Tampered {
+        /// The file, when reading from a path.
+        path: Option<PathBuf>,
+        /// The chunk (from 0) that fails, or `None` for the header.
+        chunk: Option<u64>,
+    },
+    /// A sealed file ends before the length its authenticated header gives.
+    #[error("{}sealed file is truncated: {len} of {expected} bytes", at(.path))]
+    Truncated {
+        /// The file, when reading from a path.
+        path: Option<PathBuf>,
+        /// Bytes found.
+        len: u64,
+        /// Bytes the header promises.
+        expected: u64,
+    },
+    /// Bytes follow the last chunk of a sealed file.
+    #[error("{}sealed file goes on after its last chunk: {len} bytes, {expected} expected", at(.path))]
+    Extended {
+        /// The file, when reading from a path.
+        path: Option<PathBuf>,
+        /// Bytes found (when reading a stream: at least this many).
+        len: u64,
+        /// Bytes the header promises.
+        expected: u64,
+    },
+    /// An authentic sealed file that is not the one the snapshot lists (a file of another
+    /// snapshot, or an older save of the same one).
+    #[error("{}not the sealed {label} file this snapshot lists: file id {found}, expected {expected}", at(.path))]
+    UnexpectedSealedFile {
+        /// The file, when reading from a path.
+        path: Option<PathBuf>,
+        /// The label the snapshot gives the file (`"memory"`).
+        label: String,
+        /// The file id listed (hex).
+        expected: String,
+        /// The file id found (hex).
+        found: String,
+    },
+    /// A snapshot's files do not match what its sealed state lists: a file given that the
+    /// state does not list, or a listed file missing.
+    #[error("sealed state {}: {problem}", path.display())]
+    SealedSetMismatch {
+        /// The sealed state file.
+        path: PathBuf,
+        /// What does not match (`"lists no file labelled memory.2"`).
+        problem: String,
+    },
+    /// A sealed payload got more or fewer bytes than declared when sealing started.
+    #[error("sealed payload declared as {declared} bytes, {written} were written")]
+    SealLength {
+        /// The payload length given to [`crate::seal_writer`].
+        declared: u64,
+        /// Bytes written (when too many: at least this many).
+        written: u64,
+    },
+    /// [`crate::SealOptions`] that cannot be written.
+    #[error("invalid seal options: {problem}")]
+    SealOptions {
+        /// What is wrong.
+        problem: String,
+    },
+    /// A key file that cannot be used.
+    #[error("key file {}: {problem}", path.display())]
+    KeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// `"<path>: "` for an error about a file, or nothing about a stream.
+fn at(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map_or_else(String::new, |path| format!("{}: ", path.display()))
+}
+
+/// The part of a sealed file an error is about.
+fn part(chunk: &Option<u64>) -> String {
+    chunk.map_or_else(|| "header".to_string(), |chunk| format!("chunk {chunk}"))
 }
 
 impl From<io::Error> for SnapshotError {
@@ -151,6 +266,23 @@ impl From<io::Error> for SnapshotError {
 }
 
 impl SnapshotError {
+    /// Names `file` in an error about a sealed file read as a stream.
+    pub(crate) fn at_path(mut self, file: &std::path::Path) -> Self {
+        match &mut self {
+            SnapshotError::NotSealed { path, .. }
+            | SnapshotError::SealUnsupported { path, .. }
+            | SnapshotError::WrongKey { path, .. }
+            | SnapshotError::Tampered { path, .. }
+            | SnapshotError::Truncated { path, .. }
+            | SnapshotError::Extended { path, .. }
+            | SnapshotError::UnexpectedSealedFile { path, .. } => {
+                *path = Some(file.to_path_buf());
+            }
+            _ => {}
+        }
+        self
+    }
+
     pub(crate) fn file(step: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         SnapshotError::File {
             step,

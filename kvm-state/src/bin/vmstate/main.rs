@@ -9,6 +9,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod memory;
+#[cfg(target_arch = "x86_64")]
+mod seal;
 
 use std::process::ExitCode;
 
@@ -25,6 +27,10 @@ fn main() -> ExitCode {
         })
         .describe_with(host_lines)
         .command(memory::command(), memory::run_matches)
+        .command(seal::keygen_command(), seal::keygen)
+        .command(seal::seal_command(), seal::seal)
+        .command(seal::unseal_command(), seal::unseal)
+        .command(seal::verify_command(), seal::verify)
         .run()
 }
 
