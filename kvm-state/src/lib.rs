@@ -153,8 +153,9 @@ pub use memory::{
 };
 #[cfg(target_arch = "x86_64")]
 pub use microvm::{
-    version_map, DevicesState, MemoryRegionState, MemorySource, MicrovmState, APP_VERSION_1,
-    APP_VERSION_2, APP_VERSION_3, APP_VERSION_4, APP_VERSION_5, APP_VERSION_6, CURRENT_APP_VERSION,
+    releases_reading, version_map, DevicesState, MemoryRegionState, MemorySource, MicrovmState,
+    Release, APP_VERSION_1, APP_VERSION_2, APP_VERSION_3, APP_VERSION_4, APP_VERSION_5,
+    APP_VERSION_6, CURRENT_APP_VERSION, RELEASES,
 };
 #[cfg(target_arch = "x86_64")]
 pub use msr::{

@@ -39,6 +39,48 @@ pub const APP_VERSION_6: u16 = 6;
 /// The app version this build writes by default, the newest of [`version_map`].
 pub const CURRENT_APP_VERSION: u16 = APP_VERSION_6;
 
+/// A recorded release of this workspace: its version and the newest app version it reads
+/// and writes (`RELEASES.toml` at the repository root, which also records each release's
+/// commit and changes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Release {
+    /// The release, `0.2.0`.
+    pub version: &'static str,
+    /// The newest app version of its [`version_map`]; it reads and writes `1..=app_version`.
+    pub app_version: u16,
+}
+
+/// The recorded releases, oldest first, as `RELEASES.toml` lists them
+/// (`tests/releases.rs` checks that the two agree).
+pub const RELEASES: &[Release] = &[
+    Release {
+        version: "0.1.0",
+        app_version: APP_VERSION_3,
+    },
+    Release {
+        version: "0.2.0",
+        app_version: APP_VERSION_4,
+    },
+    Release {
+        version: "0.3.0",
+        app_version: APP_VERSION_5,
+    },
+];
+
+/// The recorded releases that read a snapshot of `data_version`: those whose newest app
+/// version is at least `data_version` (no recorded release narrows its support window).
+///
+/// # Example
+/// ```
+/// let readers: Vec<&str> = kvm_state::releases_reading(4).map(|r| r.version).collect();
+/// assert_eq!(readers, ["0.2.0", "0.3.0"]);
+/// ```
+pub fn releases_reading(data_version: u16) -> impl Iterator<Item = &'static Release> {
+    RELEASES
+        .iter()
+        .filter(move |release| release.app_version >= data_version)
+}
+
 /// The app version map of this crate's state types.
 ///
 /// # Version history

@@ -1556,4 +1556,37 @@ fn test_cli_info_shows_host_facts() {
         text.contains("saved on:       not recorded (data version 1 predates host facts)\n"),
         "{text}"
     );
+    // Which recorded releases read each file: every one reads data version 1, none the
+    // current one (newer than the newest release).
+    let all: Vec<&str> = kvm_state::RELEASES.iter().map(|r| r.version).collect();
+    assert!(
+        text.contains(&format!(
+            "releases:       {} read it (RELEASES.toml)\n",
+            all.join(", ")
+        )),
+        "{text}"
+    );
+    let text = assert_ok(&vmstate(&[&"info", &path]));
+    let newest = kvm_state::RELEASES.last().unwrap();
+    if CURRENT_APP_VERSION > newest.app_version {
+        assert!(
+            text.contains(&format!(
+                "releases:       none of the recorded releases reads it (the newest, {}, \
+                 reads data versions up to {})\n",
+                newest.version, newest.app_version
+            )),
+            "{text}"
+        );
+    }
+    let v4 = fixture.path("v4.snap");
+    state.save_to_file(&v4, kvm_state::APP_VERSION_4).unwrap();
+    let text = assert_ok(&vmstate(&[&"info", &v4]));
+    let readers: Vec<&str> = kvm_state::releases_reading(kvm_state::APP_VERSION_4)
+        .map(|r| r.version)
+        .collect();
+    assert!(!readers.contains(&"0.1.0"), "{readers:?}");
+    assert!(
+        text.contains(&format!("releases:       {} read it", readers.join(", "))),
+        "{text}"
+    );
 }

@@ -31,6 +31,20 @@ fn releases() -> Vec<(String, u16, String)> {
     out
 }
 
+/// `kvm_state::RELEASES`, which `vmstate info` uses, lists the releases of the file.
+#[test]
+fn test_releases_constant_matches_the_file() {
+    let recorded: Vec<(String, u16)> = releases()
+        .into_iter()
+        .map(|(version, app_version, _)| (version, app_version))
+        .collect();
+    let constant: Vec<(String, u16)> = kvm_state::RELEASES
+        .iter()
+        .map(|release| (release.version.to_owned(), release.app_version))
+        .collect();
+    assert_eq!(constant, recorded);
+}
+
 #[test]
 fn test_releases_have_schema_files_and_growing_app_versions() {
     let releases = releases();

@@ -55,6 +55,35 @@ fn summary(state: &kvm_state::MicrovmState) -> String {
 /// What `info` prints of the host a state was saved on (recorded since app version 3).
 #[cfg(target_arch = "x86_64")]
 fn host_lines(state: &kvm_state::MicrovmState, data_version: u16) -> Vec<(String, String)> {
+    let mut lines = vec![("releases".to_owned(), readers(data_version))];
+    lines.extend(saved_on(state, data_version));
+    lines
+}
+
+/// Which recorded releases read a file of `data_version` (`kvm_state::RELEASES`).
+#[cfg(target_arch = "x86_64")]
+fn readers(data_version: u16) -> String {
+    let readers: Vec<&str> = kvm_state::releases_reading(data_version)
+        .map(|release| release.version)
+        .collect();
+    if readers.is_empty() {
+        format!(
+            "none of the recorded releases reads it (the newest, {}, reads data versions up to {})",
+            kvm_state::RELEASES
+                .last()
+                .map_or("none", |release| release.version),
+            kvm_state::RELEASES
+                .last()
+                .map_or(0, |release| release.app_version)
+        )
+    } else {
+        format!("{} read it (RELEASES.toml)", readers.join(", "))
+    }
+}
+
+/// The host the state was saved on.
+#[cfg(target_arch = "x86_64")]
+fn saved_on(state: &kvm_state::MicrovmState, data_version: u16) -> Vec<(String, String)> {
     let host = state.host_facts();
     if !host.is_known() {
         let why = if data_version < kvm_state::APP_VERSION_3 {
