@@ -433,31 +433,53 @@ impl EncodeScope {
     #[inline]
     pub fn enter_holding(limits: &Limits, held: usize) -> VersionizeResult<EncodeScope> {
         let cost = stack_cost(held);
-        ENCODE.with(|cell| {
+        // The common path stays small so that it inlines into every derived `serialize`
+        // (and leaves the writer's own small writes inlined there); the errors are cold.
+        let entered = ENCODE.with(|cell| {
             let mut state = cell.get();
             if state.depth == 0 {
                 state.stack_cost = 0;
             }
-            if state.depth >= limits.max_depth {
-                return Err(VersionizeError::DepthLimit {
-                    limit: limits.max_depth,
-                });
-            }
             let accounted = state.stack_cost.saturating_add(cost);
-            if accounted > limits.max_stack {
-                return Err(VersionizeError::StackLimit {
-                    needed: accounted,
-                    limit: limits.max_stack,
-                });
+            if state.depth >= limits.max_depth || accounted > limits.max_stack {
+                return false;
             }
             state.stack_cost = accounted;
             state.depth += 1;
             cell.set(state);
+            true
+        });
+        if entered {
             Ok(EncodeScope {
                 stack_cost: cost,
                 _thread_bound: PhantomData,
             })
-        })
+        } else {
+            Err(encode_limit_error(limits, cost))
+        }
+    }
+}
+
+/// The error of an [`EncodeScope`] that would exceed `limits`: the depth first, as the
+/// decoder reports it.
+#[cold]
+#[inline(never)]
+fn encode_limit_error(limits: &Limits, cost: u64) -> VersionizeError {
+    let state = ENCODE.with(Cell::get);
+    if state.depth >= limits.max_depth {
+        VersionizeError::DepthLimit {
+            limit: limits.max_depth,
+        }
+    } else {
+        let open = if state.depth == 0 {
+            0
+        } else {
+            state.stack_cost
+        };
+        VersionizeError::StackLimit {
+            needed: open.saturating_add(cost),
+            limit: limits.max_stack,
+        }
     }
 }
 
