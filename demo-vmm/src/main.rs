@@ -55,6 +55,11 @@ mod cli {
             /// instead of mapping it copy-on-write (lazily).
             #[arg(long)]
             eager: bool,
+            /// Act as a build whose support window starts at this app version
+            /// (`VersionMap::set_oldest_supported`): an older snapshot is refused by name
+            /// (`AppVersionUnsupported`) before any of its state is decoded.
+            #[arg(long, value_name = "V")]
+            oldest_app_version: Option<u16>,
         },
         /// Run the guest from power-on to the end without a snapshot and print its output.
         Expected {
@@ -122,7 +127,11 @@ mod cli {
         };
         let result = match cli.command {
             Command::Run(args) => run(&args),
-            Command::Restore { file, eager } => restore(&file, eager),
+            Command::Restore {
+                file,
+                eager,
+                oldest_app_version,
+            } => restore(&file, eager, oldest_app_version),
             Command::Expected { memory_mib } => expected(memory_mib),
             Command::Versions => {
                 versions();
@@ -185,8 +194,11 @@ mod cli {
     }
 
     /// `demo-vmm restore FILE`.
-    fn restore(path: &Path, eager: bool) -> Result<(), Failure> {
+    fn restore(path: &Path, eager: bool, oldest: Option<u16>) -> Result<(), Failure> {
         crate::cli_info::report_info(path)?;
+        if let Some(oldest) = oldest {
+            check_support_window(path, oldest)?;
+        }
         let (state, _app_version) = MicrovmState::load_file(path).map_err(|e| {
             if is_unreadable(&e) {
                 Failure::Other(chain(&e))
@@ -243,6 +255,31 @@ mod cli {
         vm.load_guest().map_err(other("cannot load the guest"))?;
         let output = vm.run(StopWhen::Done).map_err(other("the guest failed"))?;
         print_output(&output)
+    }
+
+    /// Refuses, before decoding any state, a snapshot whose data version is outside the
+    /// support window `oldest..=CURRENT_APP_VERSION` (the library's check, through
+    /// `Snapshot::get_data_version` with a map whose window starts at `oldest`).
+    fn check_support_window(path: &Path, oldest: u16) -> Result<(), Failure> {
+        let mut map = kvm_state::version_map();
+        map.set_oldest_supported(oldest)
+            .map_err(|e| Failure::Other(format!("--oldest-app-version {oldest}: {e}")))?;
+        let (file, _) = snapshot::open_regular_file(path)
+            .map_err(|e| Failure::Other(format!("{}: {}", path.display(), chain(&e))))?;
+        snapshot::Snapshot::get_data_version(&mut std::io::BufReader::new(file), &map)
+            .map(|_| ())
+            .map_err(|e| {
+                Failure::Refused(format!(
+                    "{}: {}: {}",
+                    path.display(),
+                    match &e {
+                        snapshot::SnapshotError::Versionize(inner) => variant_name(inner),
+                        other => variant_name(other),
+                    },
+                    // The snapshot error already says the cause; its source repeats it.
+                    e
+                ))
+            })
     }
 
     /// A VM with `memory_mib` MiB of guest memory.

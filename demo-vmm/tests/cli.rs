@@ -228,3 +228,51 @@ fn test_cli_other_failures_exit_1() {
     assert_eq!(stdout(&output), expected_lines());
     assert!(!late.exists());
 }
+
+/// A build whose support window starts above a snapshot's data version refuses it by name
+/// before decoding any state (`AppVersionUnsupported`), and nothing is lost: a build whose
+/// window includes it restores it to the uninterrupted output.
+#[test]
+fn test_cli_restore_outside_the_support_window_is_refused_by_name() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = TempDir::new("cli-window");
+    let saved = dir.path().join("v3.snap");
+    let before = ok(&[
+        "run",
+        "--save",
+        saved.to_str().unwrap(),
+        "--app-version",
+        &APP_VERSION_3.to_string(),
+    ]);
+    // The same bytes without the writer-info side file, so stderr holds the refusal alone.
+    let path = dir.path().join("copy.snap");
+    std::fs::copy(&saved, &path).unwrap();
+    let oldest = (APP_VERSION_3 + 1).to_string();
+    let output = demo_vmm(&[
+        "restore",
+        path.to_str().unwrap(),
+        "--oldest-app-version",
+        &oldest,
+    ]);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "demo-vmm: refused: {}: AppVersionUnsupported: ",
+            path.display()
+        )),
+        "{text}"
+    );
+    assert!(stdout(&output).is_empty());
+    // Inside the window (and without one) the same file restores to the uninterrupted run.
+    let after = ok(&[
+        "restore",
+        path.to_str().unwrap(),
+        "--oldest-app-version",
+        &APP_VERSION_3.to_string(),
+    ]);
+    assert_eq!(merged(&before, &after), expected_lines());
+}
