@@ -26,7 +26,7 @@
 use std::fs::File;
 use std::hint::black_box;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use criterion::{criterion_main, Criterion, Throughput};
@@ -35,68 +35,11 @@ use kvm_state::{
     GuestMemoryMapping, RestoreMode, PAGE_SIZE,
 };
 
+mod support;
+
+use support::{guest, guest_mib, BenchDir, Rng};
+
 const MIB: u64 = 1 << 20;
-
-/// Whether criterion measures (`cargo bench`) rather than runs each benchmark once.
-fn benchmarking() -> bool {
-    std::env::args().any(|arg| arg == "--bench")
-}
-
-/// Guest size in MiB.
-fn guest_mib() -> u64 {
-    if !benchmarking() {
-        return 8;
-    }
-    std::env::var("MEMORY_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256)
-}
-
-/// A seeded xorshift64*: the same memory on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
-/// Guest memory full of incompressible bytes (a guest that has used all its memory).
-fn guest(size: u64, seed: u64) -> GuestMemoryMapping {
-    let mut memory = GuestMemoryMapping::anonymous(0, size).expect("anonymous memory");
-    let mut rng = Rng(seed | 1);
-    for word in memory.as_mut_slice().chunks_exact_mut(8) {
-        word.copy_from_slice(&rng.next_u64().to_le_bytes());
-    }
-    memory
-}
-
-/// A directory for the files, removed on drop.
-struct BenchDir(PathBuf);
-
-impl BenchDir {
-    fn new() -> BenchDir {
-        let base =
-            std::env::var_os("MEMORY_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-        let dir = base.join(format!("memory-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("bench directory");
-        BenchDir(dir)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for BenchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The baseline: write `bytes` to a new file in 1 MiB writes, fsync it.
 fn plain_write(path: &Path, bytes: &[u8]) {
@@ -130,8 +73,8 @@ fn write_every_page(memory: &mut [GuestMemoryMapping]) {
 }
 
 fn bench_memory(c: &mut Criterion) {
-    let size = guest_mib() * MIB;
-    let dir = BenchDir::new();
+    let size = guest_mib("MEMORY_BENCH_MIB", 256) * MIB;
+    let dir = BenchDir::new("MEMORY_BENCH_DIR", "memory-bench");
     let memory = guest(size, 1);
     let regions = [memory.region()];
 

@@ -30,64 +30,11 @@ use snapshot::{
     SealedFileRef,
 };
 
+mod support;
+
+use support::{guest, guest_mib, BenchDir};
+
 const MIB: u64 = 1 << 20;
-
-/// Whether criterion measures (`cargo bench`) rather than runs each benchmark once.
-fn benchmarking() -> bool {
-    std::env::args().any(|arg| arg == "--bench")
-}
-
-/// Guest size in MiB.
-fn guest_mib() -> u64 {
-    if !benchmarking() {
-        return 8;
-    }
-    std::env::var("SEAL_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64)
-}
-
-/// A seeded xorshift64*: the same memory on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
-/// Guest memory full of incompressible bytes.
-fn guest(size: u64) -> GuestMemoryMapping {
-    let mut memory = GuestMemoryMapping::anonymous(0, size).expect("anonymous memory");
-    let mut rng = Rng(0x5ea1);
-    for word in memory.as_mut_slice().chunks_exact_mut(8) {
-        word.copy_from_slice(&rng.next_u64().to_le_bytes());
-    }
-    memory
-}
-
-/// A directory for the files, removed on drop.
-struct BenchDir(PathBuf);
-
-impl BenchDir {
-    fn new() -> BenchDir {
-        let base =
-            std::env::var_os("SEAL_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-        let dir = base.join(format!("seal-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("bench directory");
-        BenchDir(dir)
-    }
-}
-
-impl Drop for BenchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Opens a sealed memory file into new anonymous guest memory, verifying every chunk.
 fn open_load(key: &SealKey, path: &PathBuf, file: &SealedFileRef) -> GuestMemoryMapping {
@@ -103,15 +50,15 @@ fn open_load(key: &SealKey, path: &PathBuf, file: &SealedFileRef) -> GuestMemory
 }
 
 fn bench_seal(c: &mut Criterion) {
-    let size = guest_mib() * MIB;
-    let dir = BenchDir::new();
-    let memory = guest(size);
+    let size = guest_mib("SEAL_BENCH_MIB", 64) * MIB;
+    let dir = BenchDir::new("SEAL_BENCH_DIR", "seal-bench");
+    let memory = guest(size, 0x5ea1);
     let key = SealKey::from_bytes([0x42; 32]);
 
     let mut group = c.benchmark_group("seal");
     group.throughput(Throughput::Bytes(size));
 
-    let plain = dir.0.join("plain.mem");
+    let plain = dir.join("plain.mem");
     group.bench_function("plain_save", |b| {
         b.iter(|| save_memory_file(black_box(&plain), &[memory.region()]).expect("save"));
     });
@@ -123,7 +70,7 @@ fn bench_seal(c: &mut Criterion) {
 
     for algorithm in SealAlgorithm::ALL {
         let options = SealOptions::new(algorithm).with_label("memory");
-        let sealed = dir.0.join(format!("{algorithm}.sealed"));
+        let sealed = dir.join(&format!("{algorithm}.sealed"));
         group.bench_function(format!("seal_save_{algorithm}"), |b| {
             b.iter(|| save_sealed(&key, &options, memory.as_slice(), black_box(&sealed)));
         });

@@ -217,7 +217,7 @@ mod run {
             MEM_SIZE,
             file_len.saturating_sub(MEM_SIZE as u64)
         );
-        let host = state.host_facts();
+        let host = &state.host;
         println!(
             "  host: {} family {:#x} model {:#x} stepping {}, tsc {:?} kHz, {} relied kvm capabilities, kernel {}",
             host.cpu_vendor,

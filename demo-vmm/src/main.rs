@@ -188,7 +188,7 @@ mod cli {
             state.save_to_file(path, args.app_version).map_err(|e| {
                 Failure::Other(format!("cannot save {}: {}", path.display(), chain(&e)))
             })?;
-            crate::cli_info::write_info(path, args.app_version, &state.host_facts())?;
+            crate::cli_info::write_info(path, args.app_version, &state.host)?;
         }
         Ok(())
     }

@@ -81,7 +81,7 @@ fn save_then_restore(path: &Path, stop: &[&str], app_version: u16) -> (String, S
     let (state, saved_version) = MicrovmState::load_file(path).unwrap();
     assert_eq!(saved_version, app_version);
     // Host facts exist from app version 3 on; the demo VMM records them.
-    assert_eq!(state.host_facts().is_known(), app_version >= APP_VERSION_3);
+    assert_eq!(state.host.is_known(), app_version >= APP_VERSION_3);
     let after = ok(&["restore", file]);
     assert!(after.ends_with("vm finished\n"), "{stop:?}: {after}");
     assert_eq!(merged(&before, &after), expected_lines(), "{stop:?}");

@@ -61,8 +61,8 @@ fn test_smp_snapshot_mid_run_resumes_like_uninterrupted_run() {
         assert_eq!(version, CURRENT_APP_VERSION);
         assert_eq!(state.vcpus.len(), 3);
         // The facts of this host, queried when the VM was created, are recorded.
-        assert!(state.host_facts().is_known());
-        assert_eq!(&state.host_facts(), DemoVm::new().unwrap().host().facts());
+        assert!(state.host.is_known());
+        assert_eq!(&state.host, DemoVm::new().unwrap().host().facts());
         // At the point: AP1 has reported two results and spins, AP2 has reported its tick.
         // A host that deschedules a vCPU thread long enough moves the point; the snapshot must
         // still resume exactly, and the next attempt looks for the point again.

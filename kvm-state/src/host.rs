@@ -31,9 +31,8 @@ const RELIED_CAPABILITIES: &[(u32, &str)] = &[
 /// [`HostSupport::query`] and checked by [`check_restore`](crate::check_restore) against the
 /// target's.
 ///
-/// Recorded in [`MicrovmState::host`](crate::MicrovmState::host) since app version 3
-/// ([`MicrovmState::host_facts`](crate::MicrovmState::host_facts)); states of older app
-/// versions read the default (empty) facts, which no check compares.
+/// Recorded in [`MicrovmState::host`](crate::MicrovmState::host) since app version 3;
+/// states of older app versions read the default (empty) facts, which no check compares.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Versionize, serde::Serialize)]
 pub struct HostFacts {
     /// CPU vendor, from CPUID leaf 0 (`GenuineIntel`, `AuthenticAMD`, ...); empty when

@@ -83,7 +83,7 @@
 //!     vcpus.push(save_vcpu(vm, &vcpu, &msr_indices)?);
 //! }
 //! let mut state = MicrovmState { vm: save_vm(vm)?, vcpus, memory, ..Default::default() };
-//! state.set_host_facts(HostSupport::query(kvm, vm)?.facts().clone());
+//! state.host = HostSupport::query(kvm, vm)?.facts().clone();
 //! state.save_to_file("/tmp/vm.snap", CURRENT_APP_VERSION)?;
 //!
 //! // Restore into a fresh VM with the same layout: every check first, nothing written if

@@ -358,16 +358,6 @@ impl MicrovmState {
         Ok(())
     }
 
-    /// The facts of the host the state was saved on ([`MicrovmState::host`]).
-    pub fn host_facts(&self) -> HostFacts {
-        self.host.clone()
-    }
-
-    /// Records `facts` as those of the host the state was saved on ([`MicrovmState::host`]).
-    pub fn set_host_facts(&mut self, facts: HostFacts) {
-        self.host = facts;
-    }
-
     /// Writes the state to a snapshot file at `path`, atomically, at `app_version` of
     /// [`version_map`] ([`CURRENT_APP_VERSION`], or older for an older build).
     ///
@@ -521,25 +511,21 @@ mod tests {
             clock: 1,
             ..Default::default()
         };
-        expected.set_host_facts(HostFacts::default());
+        expected.host = HostFacts::default();
         assert_eq!(v1, expected);
     }
 
     #[test]
     fn test_microvm_state_rollback_to_app_version_2_drops_host_facts() {
         let state = sample();
-        assert!(state.host_facts().is_known());
+        assert!(state.host.is_known());
         let (v2, _) = at_app_version(&state, APP_VERSION_2);
         let (v3, _) = at_app_version(&state, APP_VERSION_3);
         assert_eq!(v3, state);
-        assert_eq!(v2.host_facts(), HostFacts::default());
+        assert_eq!(v2.host, HostFacts::default());
         let mut expected = state.clone();
-        expected.set_host_facts(HostFacts::default());
+        expected.host = HostFacts::default();
         assert_eq!(v2, expected);
-        // The facts round-trip through their fields.
-        let mut copy = MicrovmState::default();
-        copy.set_host_facts(state.host_facts());
-        assert_eq!(copy.host_facts(), state.host_facts());
         assert_eq!(MicrovmState::version(), 3);
     }
 

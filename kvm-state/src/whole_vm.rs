@@ -268,7 +268,7 @@ pub fn check_restore<'a>(
 ) -> Result<CheckedRestore<'a>> {
     check_state(state)?;
     check_layout(state, layout)?;
-    host.check_facts(&state.host_facts(), &state.vcpus)?;
+    host.check_facts(&state.host, &state.vcpus)?;
     let vcpus = state
         .vcpus
         .iter()
@@ -378,7 +378,7 @@ pub fn restore_microvm(
 ///
 /// A VMM whose vCPU threads keep their fds calls [`save_vcpu`] on each vCPU thread once it is
 /// paused, [`save_vm`](crate::save_vm) on any thread, and builds the [`MicrovmState`] itself
-/// (recording `host.facts()` with [`MicrovmState::set_host_facts`]).
+/// (recording `host.facts()` in [`MicrovmState::host`]).
 ///
 /// # Errors
 ///
@@ -405,7 +405,7 @@ pub fn save_microvm(
         memory,
         ..Default::default()
     };
-    state.set_host_facts(host.facts().clone());
+    state.host = host.facts().clone();
     Ok(state)
 }
 

@@ -1526,7 +1526,7 @@ fn test_cli_firecracker_later_files_are_named_not_decoded() {
 fn test_cli_info_shows_host_facts() {
     let fixture = Fixture::new("cli-host");
     let mut state = sample_state();
-    state.set_host_facts(kvm_state::HostFacts {
+    state.host = kvm_state::HostFacts {
         cpu_vendor: "GenuineIntel".to_owned(),
         cpu_family: 6,
         cpu_model: 0x55,
@@ -1534,7 +1534,7 @@ fn test_cli_info_shows_host_facts() {
         tsc_khz: Some(2_600_000),
         kvm_capabilities: vec![kvm_state::HostFacts::relied_capabilities()[0].0],
         kernel_release: "6.1.0".to_owned(),
-    });
+    };
     let path = fixture.path("host.snap");
     state.save_to_file(&path, CURRENT_APP_VERSION).unwrap();
     let text = assert_ok(&vmstate(&[&"info", &path]));

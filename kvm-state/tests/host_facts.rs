@@ -49,7 +49,7 @@ fn test_host_facts_recorded() {
     }
     let kvm = Kvm::new().unwrap();
     let state = saved(&kvm);
-    let facts = &state.host_facts();
+    let facts = &state.host;
     assert!(
         [
             "GenuineIntel",
@@ -82,7 +82,7 @@ fn test_host_facts_recorded() {
         kvm_state::version_map(),
     )
     .unwrap();
-    assert_eq!(&loaded.host_facts(), facts);
+    assert_eq!(&loaded.host, facts);
 }
 
 #[test]

@@ -285,7 +285,7 @@ fn test_vcpu_threads_pause_save_restore() {
         memory: vec![MemoryRegionState::with_contents(0, memory.read_all())],
         ..Default::default()
     };
-    state.set_host_facts(HostSupport::query(&kvm, &vm).unwrap().facts().clone());
+    state.host = HostSupport::query(&kvm, &vm).unwrap().facts().clone();
     // Paused for good: the counter no longer moves.
     assert_eq!(memory.counter(), counter);
     drop(vm);
@@ -343,7 +343,7 @@ fn test_vcpu_threads_pause_save_restore() {
     let memory = GuestMemory::new();
     let (vm, mut vcpus) = create_vm(&kvm, &memory, 3);
     let host = HostSupport::query(&kvm, &vm).unwrap();
-    assert_eq!(&again.host_facts(), host.facts());
+    assert_eq!(&again.host, host.facts());
     memory.write(0, &again.memory[0].contents);
     let lent: Vec<&VcpuFd> = vcpus.iter().collect();
     restore_microvm(&vm, &lent, &again, &host, &VmLayout::of_state(&again)).unwrap();

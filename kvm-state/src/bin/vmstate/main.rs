@@ -8,6 +8,8 @@
 //! snapshots, 2 for a bad command line. Run `vmstate --help`.
 
 #[cfg(target_arch = "x86_64")]
+mod failure;
+#[cfg(target_arch = "x86_64")]
 mod memory;
 #[cfg(target_arch = "x86_64")]
 mod seal;
@@ -84,7 +86,7 @@ fn readers(data_version: u16) -> String {
 /// The host the state was saved on.
 #[cfg(target_arch = "x86_64")]
 fn saved_on(state: &kvm_state::MicrovmState, data_version: u16) -> Vec<(String, String)> {
-    let host = state.host_facts();
+    let host = &state.host;
     if !host.is_known() {
         let why = if data_version < kvm_state::APP_VERSION_3 {
             format!("not recorded (data version {data_version} predates host facts)")

@@ -1,54 +1,12 @@
 //! `vmstate memory`: the guest memory a snapshot keeps beside its state file (`<state>.mem`).
 
-use std::error::Error;
-use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use kvm_state::{read_memory_diff_info, verify_memory_file, MemorySource, MicrovmState};
 use vmstate_cli::clap::{self, FromArgMatches, Subcommand};
 
-/// The error of a `vmstate memory` command: what failed, and why (its source, which the
-/// tool prints as one line, each cause once).
-#[derive(Debug)]
-struct Failure {
-    what: String,
-    source: Option<Box<dyn Error + Send + Sync>>,
-}
-
-impl Failure {
-    fn new(what: impl Into<String>) -> Self {
-        Failure {
-            what: what.into(),
-            source: None,
-        }
-    }
-
-    fn because(mut self, source: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
-        self.source = Some(source.into());
-        self
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.what)
-    }
-}
-
-impl Error for Failure {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|source| source as &(dyn Error + 'static))
-    }
-}
-
-impl From<std::io::Error> for Failure {
-    fn from(error: std::io::Error) -> Self {
-        Failure::new("cannot write the report").because(error)
-    }
-}
+use crate::failure::{BoxError, Failure};
 
 /// The `vmstate memory` command and its subcommands, for `Cli::command`.
 pub(crate) fn command() -> clap::Command {
@@ -60,10 +18,7 @@ pub(crate) fn command() -> clap::Command {
 }
 
 /// Runs a `vmstate memory` command from its parsed arguments.
-pub(crate) fn run_matches(
-    matches: &clap::ArgMatches,
-    out: &mut dyn Write,
-) -> Result<(), Box<dyn Error + Send + Sync>> {
+pub(crate) fn run_matches(matches: &clap::ArgMatches, out: &mut dyn Write) -> Result<(), BoxError> {
     let command = MemoryCommand::from_arg_matches(matches)?;
     run(out, command).map_err(Into::into)
 }

@@ -4,8 +4,6 @@
 //! Plain Firecracker-v1 files stay the default: sealing is a separate step an operator (or a
 //! VMM) takes on a saved snapshot, and `unseal` gives back the exact plain files.
 
-use std::error::Error;
-use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +14,8 @@ use snapshot::{
 };
 use vmstate_cli::clap::{self, Arg, ArgMatches};
 
+use crate::failure::{BoxError, Failure};
+
 /// The label of the memory file in a sealed snapshot's header.
 const MEMORY_LABEL: &str = "memory";
 
@@ -25,43 +25,6 @@ const STATE_LABEL: &str = "state";
 /// Largest state file `unseal` reads (the sealed file's payload is held in memory to be
 /// checked before a byte is written).
 const MAX_STATE_LEN: u64 = 1 << 30;
-
-type BoxError = Box<dyn Error + Send + Sync>;
-
-/// One-line error: what failed, and why.
-#[derive(Debug)]
-struct Failure {
-    what: String,
-    source: Option<BoxError>,
-}
-
-impl Failure {
-    fn new(what: impl Into<String>) -> Self {
-        Failure {
-            what: what.into(),
-            source: None,
-        }
-    }
-
-    fn because(mut self, source: impl Into<BoxError>) -> Self {
-        self.source = Some(source.into());
-        self
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.what)
-    }
-}
-
-impl Error for Failure {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|source| source as &(dyn Error + 'static))
-    }
-}
 
 /// `error` about the file at `path`, naming the path once: errors that already name their
 /// file (opening or reading it) as they are, the others prefixed with the path.
